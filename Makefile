@@ -1,0 +1,34 @@
+# Two commands, each does its own setup in .venv:
+#   make demo   - train, convert, evaluate and deploy on the embedded digits data
+#   make test   - the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= demo_out
+
+.PHONY: demo test lint venv regenerate clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/effkeras demo --out $(OUT) --force
+
+test: venv
+	$(PY) -m ruff check effkeras tests
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check effkeras tests
+
+# Regenerates tflite_models/ and deploy/ (the example artifacts checked into the repo).
+regenerate: venv
+	$(VENV)/bin/effkeras demo --out build/demo --force --export-examples .
+
+clean:
+	rm -rf $(VENV) build demo_out

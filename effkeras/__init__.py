@@ -1,0 +1,37 @@
+"""effkeras: make Keras 3 models smaller and faster, and put them on phones and boards.
+
+The public API, in one place:
+
+- ``effkeras.convert``: ``to_tflite`` (Keras -> .tflite), ``read_tflite`` (ops, tensors,
+  quantization), ``to_c_array`` / ``parse_c_array`` (TFLM C arrays).
+- ``effkeras.deploy``: ``arduino_sketch`` (a ready-to-open Arduino folder).
+- ``effkeras.profile``: size, params, MACs, ops, exact TFLM arena, board fit.
+- ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
+- ``effkeras.boards``: the board table (``BOARDS``, ``get_board``, ``custom_board``).
+- ``effkeras.data``: the datasets the demo and benchmarks use.
+- ``effkeras.errors``: every exception effkeras raises.
+
+Only ``convert.to_tflite``, the demo and training code import TensorFlow; the rest runs
+with numpy, ai-edge-litert and tflite-micro.
+"""
+
+__version__ = "0.1.0"
+
+from effkeras import boards, convert, deploy, errors, runtime  # noqa: E402
+from effkeras.boards import BOARDS, Board, custom_board, get_board  # noqa: E402
+from effkeras.profiling import ProfileReport, profile  # noqa: E402
+
+__all__ = [
+    "BOARDS",
+    "Board",
+    "ProfileReport",
+    "__version__",
+    "boards",
+    "convert",
+    "custom_board",
+    "deploy",
+    "errors",
+    "get_board",
+    "profile",
+    "runtime",
+]

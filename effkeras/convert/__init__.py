@@ -1,0 +1,22 @@
+"""Keras model -> .tflite bytes -> facts about them and C arrays.
+
+Everything here except :func:`to_tflite` works on bytes and needs no TensorFlow.
+"""
+
+from effkeras.convert.c_array import parse_c_array, to_c_array
+from effkeras.convert.calibration import calibration_samples
+from effkeras.convert.converter import QUANTIZE_MODES, to_tflite
+from effkeras.convert.flatbuffer import OpInfo, QuantParams, TensorInfo, TFLiteModel, read_tflite
+
+__all__ = [
+    "QUANTIZE_MODES",
+    "OpInfo",
+    "QuantParams",
+    "TFLiteModel",
+    "TensorInfo",
+    "calibration_samples",
+    "parse_c_array",
+    "read_tflite",
+    "to_c_array",
+    "to_tflite",
+]

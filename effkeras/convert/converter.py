@@ -1,0 +1,242 @@
+"""Keras 3 model -> .tflite bytes (float32, float16, dynamic-range, full int8, int16x8).
+
+The model is exported as a SavedModel with a fixed batch size (1 by default: what TFLite
+Micro needs, and it keeps shape-computing ops such as SHAPE/PACK out of the graph), then
+converted with the TFLite converter. Conversion is deterministic: the same model converts
+to the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from effkeras._capture import capture_fds
+from effkeras.convert.calibration import calibration_samples
+from effkeras.convert.flatbuffer import read_tflite
+from effkeras.errors import ConversionError, FloatOpsError, InvalidModelError
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8", "int16x8")
+_IO_DTYPES = {
+    None: (None, "float32"),
+    "float16": (None, "float32"),
+    "dynamic": (None, "float32"),
+    "int8": (None, "float32", "int8", "uint8"),
+    "int16x8": (None, "float32", "int16"),
+}
+
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def model_input_specs(model: Any) -> tuple[list[tuple], list[str]] | None:
+    """(shapes, dtypes) of a Keras model's inputs, batch first; None if unknown."""
+    inputs = None
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        return None
+    shapes = [tuple(None if d is None else int(d) for d in t.shape) for t in inputs]
+    dtypes = [str(getattr(t, "dtype", "float32")) for t in inputs]
+    return shapes, dtypes
+
+
+def _resolve_inputs(model, input_shape, representative_data):
+    specs = model_input_specs(model)
+    if specs is not None:
+        return specs
+    if input_shape is not None:
+        shapes = input_shape if isinstance(input_shape[0], list | tuple) else [input_shape]
+        return [(None, *(int(d) for d in s)) for s in shapes], ["float32"] * len(shapes)
+    if isinstance(representative_data, np.ndarray) and representative_data.ndim >= 2:
+        return [(None, *representative_data.shape[1:])], ["float32"]
+    raise InvalidModelError(
+        f"Cannot tell the input shape of {type(model).__name__} (a subclassed model "
+        f"without Input layers). Pass input_shape=(...) without the batch dimension, "
+        f"for example input_shape=(28, 28, 1)."
+    )
+
+
+def _load_if_path(model: Any):
+    if isinstance(model, str | os.PathLike):
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise InvalidModelError(f"No such model file: {path!r}.")
+        keras = _keras()
+        try:
+            return keras.saving.load_model(path)
+        except Exception as exc:
+            raise InvalidModelError(
+                f"{path!r} could not be loaded as a Keras model ({type(exc).__name__}: "
+                f"{str(exc)[:200]}). Pass a .keras or .h5 file saved with model.save()."
+            ) from None
+    return model
+
+
+def to_tflite(
+    model: Any,
+    quantize: str | None = None,
+    representative_data: Any = None,
+    io_dtype: str | None = None,
+    *,
+    allow_float_ops: bool = False,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 1,
+    max_calibration_samples: int = 500,
+) -> bytes:
+    """Convert a Keras 3 model to a .tflite flatbuffer.
+
+    Args:
+        model: a ``keras.Model`` (Sequential, functional or subclassed) or a path to a
+            ``.keras``/``.h5`` file.
+        quantize: ``None`` (float32), ``"float16"`` (float16 weights), ``"dynamic"``
+            (int8 weights, float activations), ``"int8"`` (full integer: int8 weights
+            and activations, int32 bias) or ``"int16x8"`` (int16 activations, int8
+            weights).
+        representative_data: calibration inputs, needed by ``"int8"`` and
+            ``"int16x8"``: a numpy array ``(N, *input_shape)``, a ``tf.data.Dataset`` of
+            ``x`` or ``(x, y)``, or an iterable of batches. Checked against the model input.
+        io_dtype: dtype of the model's inputs and outputs: ``None``/``"float32"``
+            (quantize/dequantize inside the model), ``"int8"`` or ``"uint8"`` (full
+            integer I/O for microcontrollers; with ``"int8"``), ``"int16"`` (with
+            ``"int16x8"``).
+        allow_float_ops: with ``"int8"``, accept operators the converter could not
+            quantize (they stay in float). By default such a model raises
+            :class:`FloatOpsError` naming them.
+        input_shape: input shape without batch, for subclassed models that have no
+            ``Input`` layer (or a list of shapes for several inputs).
+        batch_size: the fixed batch size of the converted model (1 for microcontrollers).
+        max_calibration_samples: at most this many representative samples are used.
+
+    Returns:
+        The .tflite model as bytes.
+
+    Raises:
+        ValueError subclasses from :mod:`effkeras.errors` naming what was wrong.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ConversionError(
+            f"quantize must be one of {QUANTIZE_MODES}. Received: quantize={quantize!r}"
+        )
+    if io_dtype not in _IO_DTYPES[quantize]:
+        raise ConversionError(
+            f"io_dtype={io_dtype!r} is not available with quantize={quantize!r}; choose one "
+            f"of {_IO_DTYPES[quantize]}."
+        )
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConversionError(f"batch_size must be a positive integer. Received: {batch_size!r}")
+    keras = _keras()
+    model = _load_if_path(model)
+    if not isinstance(model, keras.Model):
+        raise InvalidModelError(
+            f"Expected a keras.Model (Keras 3). Received: {type(model).__module__}."
+            f"{type(model).__name__}. tf_keras models are not supported; rebuild the model "
+            f"with `import keras`."
+        )
+    shapes, dtypes = _resolve_inputs(model, input_shape, representative_data)
+    if not model.built:
+        raise InvalidModelError(
+            f"Model {model.name!r} is not built: call it on a batch of data (or build it) "
+            f"before converting."
+        )
+
+    samples = None
+    needs_calibration = quantize in ("int8", "int16x8")
+    if needs_calibration:
+        if representative_data is None:
+            raise ConversionError(
+                f"quantize={quantize!r} needs representative_data to calibrate activation "
+                f"ranges: pass 100-500 training inputs, e.g. representative_data=x_train[:200]."
+            )
+        samples = calibration_samples(
+            representative_data, shapes, ["float32"] * len(shapes), max_calibration_samples
+        )
+
+    import tensorflow as tf
+
+    signature = [
+        keras.InputSpec(shape=(batch_size, *s[1:]), dtype=d)
+        for s, d in zip(shapes, dtypes, strict=True)
+    ]
+    if any(dim is None for s in shapes for dim in s[1:]):
+        raise InvalidModelError(
+            f"Model {model.name!r} has unknown input dimensions {shapes}; TFLite for "
+            f"microcontrollers needs static shapes. Give the Input layer a full shape."
+        )
+
+    with tempfile.TemporaryDirectory(prefix="effkeras_export_") as tmp, capture_fds() as log:
+        try:
+            export_sig = signature if len(signature) > 1 else [signature[0]]
+            model.export(tmp, format="tf_saved_model", input_signature=export_sig, verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+            _configure(converter, tf, quantize, io_dtype, samples, batch_size)
+            data = converter.convert()
+        except Exception as exc:
+            err = exc
+        else:
+            err = None
+    if err is not None:
+        tail = "\n".join(line for line in log.text.splitlines()[-15:] if "error" in line.lower())
+        raise ConversionError(
+            f"The TFLite converter failed on model {model.name!r} with quantize={quantize!r}: "
+            f"{type(err).__name__}: {str(err)[:600]}" + (f"\nConverter log:\n{tail}" if tail else "")
+        ) from None
+
+    parsed = read_tflite(data)
+    if quantize == "int8" and not allow_float_ops:
+        floats = parsed.float_ops()
+        if floats:
+            names = sorted({op.name for op in floats})
+            raise FloatOpsError(
+                f"Full-integer conversion of {model.name!r} left {len(floats)} float "
+                f"operator(s): {', '.join(names)}. Replace the layers that produce them, or "
+                f"pass allow_float_ops=True to keep them in float (microcontrollers without "
+                f"an FPU will run them slowly, and TFLM may lack float kernels).",
+                names,
+            )
+    return bytes(data)
+
+
+def _configure(converter, tf, quantize, io_dtype, samples, batch_size):
+    if quantize is None:
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if quantize == "dynamic":
+        return
+
+    def representative():
+        for sample in samples:
+            # Each sample has batch 1; repeat it up to the model's fixed batch size.
+            yield [np.repeat(a, batch_size, axis=0) for a in sample]
+
+    converter.representative_dataset = representative
+    if quantize == "int8":
+        # Let the converter fall back to float where it must; to_tflite then names those
+        # ops and refuses the model unless allow_float_ops=True.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        if io_dtype in ("int8", "uint8"):
+            converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.uint8
+            converter.inference_output_type = converter.inference_input_type
+    elif quantize == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        if io_dtype == "int16":
+            converter.inference_input_type = tf.int16
+            converter.inference_output_type = tf.int16

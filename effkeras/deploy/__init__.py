@@ -1,0 +1,1 @@
+"""Artifacts a device consumes (placeholder: being written)."""
