@@ -101,11 +101,12 @@ def _check_one(arr: np.ndarray, spec: InputShape, k: int, i: int, dtype: str) ->
     if arr.ndim != len(want) or any(
         w is not None and int(w) != int(g) for w, g in zip(want[1:], arr.shape[1:], strict=False)
     ):
-        pretty = tuple("None" if w is None else int(w) for w in want)
+        pretty = "(" + ", ".join("None" if w is None else str(int(w)) for w in want) + ")"
+        rest = ", ".join("?" if w is None else str(int(w)) for w in want[1:])
         raise CalibrationDataError(
             f"Representative data does not match the model input {i}: expected shape "
             f"{pretty} (batch first), received {tuple(arr.shape)} in batch {k}. "
-            f"Reshape the data to (N, {', '.join(str(p) for p in pretty[1:])})."
+            f"Reshape the data to (N, {rest})."
         )
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))

@@ -1,0 +1,3 @@
+from effkeras.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""The ``effkeras`` command line.
+
+    effkeras demo     [--dataset digits|mnist|cifar10] [--data-dir DIR] [--out DIR] [--force]
+    effkeras convert  MODEL.keras -o OUT.tflite [--quantize MODE] [--calibration X.npy] ...
+    effkeras inspect  MODEL.tflite [--json]
+    effkeras profile  MODEL [--board NAME] [--json]
+    effkeras carray   MODEL.tflite [--name NAME] [--out DIR] [--force]
+    effkeras sketch   MODEL.tflite --out DIR [--board NAME] [--labels a,b,c] [--force]
+    effkeras boards   [--json]
+
+Bad input prints one line "effkeras: error: ..." to stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from effkeras.errors import EffkerasError, InvalidModelError, OutputExistsError
+
+EXIT_BAD_INPUT = 2
+
+
+class CLIError(EffkerasError):
+    """Bad command-line input."""
+
+
+def _board_from_args(args) -> object | None:
+    from effkeras.boards import custom_board, get_board
+
+    if args.board is None:
+        return None
+    if args.board == "custom":
+        missing = [f for f in ("flash_kb", "ram_kb") if getattr(args, f) is None]
+        if missing:
+            raise CLIError(
+                "--board custom needs --flash-kb and --ram-kb (and optionally --clock-mhz). "
+                f"Missing: {', '.join('--' + m.replace('_', '-') for m in missing)}"
+            )
+        for f in ("flash_kb", "ram_kb", "clock_mhz"):
+            value = getattr(args, f)
+            if value is not None and value <= 0:
+                raise CLIError(f"--{f.replace('_', '-')} must be positive. Received: {value}")
+        return custom_board(args.flash_kb, args.ram_kb, args.clock_mhz or 64)
+    return get_board(args.board)
+
+
+def _add_board_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--board", default=default,
+        help="board name (see `effkeras boards`), or 'custom' with --flash-kb/--ram-kb",
+    )
+    p.add_argument("--flash-kb", type=float, help="custom board flash, KiB")
+    p.add_argument("--ram-kb", type=float, help="custom board RAM, KiB")
+    p.add_argument("--clock-mhz", type=float, help="custom board clock, MHz")
+
+
+def _load_calibration(path: str | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise CLIError(f"--calibration file {path!r} does not exist.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CLIError(
+            f"--calibration {path!r} is not a .npy or .npz file ({exc}). Save inputs with "
+            f"numpy.save('calib.npy', x_train[:200])."
+        ) from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        for key in ("x", "x_train", "arr_0"):
+            if key in loaded.files:
+                return loaded[key]
+        raise CLIError(f"--calibration {path!r} has arrays {loaded.files}; expected 'x'.")
+    return loaded
+
+
+def _require_file(path: str, what: str = "model") -> None:
+    if not os.path.exists(path):
+        raise InvalidModelError(f"No such {what} file: {path!r}.")
+    if os.path.isdir(path):
+        raise InvalidModelError(f"{path!r} is a folder; expected a {what} file.")
+
+
+def _refuse_overwrite(path: str, force: bool) -> None:
+    if os.path.exists(path) and not force:
+        raise OutputExistsError(f"{path!r} exists; pass --force to overwrite it.")
+
+
+# ---- commands ------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from effkeras.demo import format_summary, run_demo
+
+    result = run_demo(
+        args.dataset, args.data_dir, args.out, epochs=args.epochs, board=args.board,
+        force=args.force, seed=args.seed, limit_train=args.limit_train,
+        limit_test=args.limit_test, command="effkeras " + " ".join(args.argv),
+    )
+    print(format_summary(result))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    _require_file(args.model, "Keras model")
+    if not args.model.endswith((".keras", ".h5")):
+        raise InvalidModelError(
+            f"{args.model!r} is not a Keras model file; expected .keras or .h5 (saved with "
+            f"model.save). To inspect a .tflite use `effkeras inspect`."
+        )
+    output = args.output or os.path.splitext(args.model)[0] + (
+        f"_{args.quantize}.tflite" if args.quantize else ".tflite"
+    )
+    _refuse_overwrite(output, args.force)
+    from effkeras.convert import read_tflite, to_tflite
+
+    data = to_tflite(
+        args.model, quantize=args.quantize, representative_data=_load_calibration(args.calibration),
+        io_dtype=args.io_dtype, allow_float_ops=args.allow_float_ops,
+    )
+    with open(output, "wb") as f:
+        f.write(data)
+    print(read_tflite(data).summary().replace("<bytes>", output, 1))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from effkeras.convert import read_tflite
+
+    _require_file(args.model, ".tflite")
+    model = read_tflite(args.model)
+    if args.json:
+        print(json.dumps(model.to_dict(), indent=2))
+    else:
+        print(model.summary())
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from effkeras.profiling import profile
+
+    _require_file(args.model)
+    board = _board_from_args(args)
+    is_keras = args.model.endswith((".keras", ".h5"))
+    report = profile(
+        args.model, board=board,
+        quantize=args.quantize if is_keras else None,
+        representative_data=_load_calibration(args.calibration) if is_keras else None,
+        isolate=not is_keras,
+    )
+    print(report.to_json() if args.json else report.table())
+    return 0
+
+
+def cmd_carray(args) -> int:
+    from effkeras.convert import read_tflite, to_c_array
+
+    _require_file(args.model, ".tflite")
+    model = read_tflite(args.model)
+    name = args.name or os.path.splitext(os.path.basename(args.model))[0]
+    files = to_c_array(model, name)
+    paths = files.write(args.out, force=args.force)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_sketch(args) -> int:
+    from effkeras.deploy import arduino_sketch
+
+    _require_file(args.model, ".tflite")
+    labels = None
+    if args.labels_file:
+        _require_file(args.labels_file, "labels")
+        with open(args.labels_file) as f:
+            labels = [ln.strip() for ln in f if ln.strip()]
+    elif args.labels:
+        labels = [s.strip() for s in args.labels.split(",")]
+    info = arduino_sketch(
+        args.model, args.out, board=_board_from_args(args) or "nano33ble", name=args.name,
+        labels=labels, force=args.force,
+    )
+    print(f"Arduino sketch written to {info.path}")
+    for k in ("arena_bytes", "arena_size", "ops"):
+        if hasattr(info, k):
+            print(f"  {k}: {getattr(info, k)}")
+    return 0
+
+
+def cmd_boards(args) -> int:
+    from effkeras.boards import BOARDS
+
+    if args.json:
+        print(json.dumps({k: b.to_dict() for k, b in BOARDS.items()}, indent=2))
+        return 0
+    print(f"{'name':22s} {'board':36s} {'core':22s} {'MHz':>5s} {'flash KiB':>10s} {'RAM KiB':>8s}")
+    for b in BOARDS.values():
+        print(f"{b.name:22s} {b.title:36s} {b.core:22s} {b.clock_mhz:>5g} {b.flash_kb:>10,d} "
+              f"{b.ram_kb:>8,d}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from effkeras import __version__
+    from effkeras.convert.converter import QUANTIZE_MODES
+    from effkeras.data import DATASETS
+
+    parser = argparse.ArgumentParser(
+        prog="effkeras",
+        description="Make Keras 3 models smaller and faster; deploy to LiteRT and TFLite Micro.",
+    )
+    parser.add_argument("--version", action="version", version=f"effkeras {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train, convert, evaluate and deploy on a dataset")
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits is embedded (scikit-learn); mnist/cifar10 read --data-dir")
+    p.add_argument("--data-dir", help="dataset folder (default: $EFFKERAS_DATA_DIR)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--epochs", type=_positive_int, help="training epochs")
+    p.add_argument("--board", default="nano33ble", help="target board for the sketch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=_positive_int, help="use the first N training samples")
+    p.add_argument("--limit-test", type=_positive_int, help="use the first N test samples")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("convert", help="convert a .keras model to .tflite")
+    p.add_argument("model", help="a .keras or .h5 file")
+    p.add_argument("-o", "--output", help="output .tflite (default: next to the model)")
+    p.add_argument("--quantize", choices=[m for m in QUANTIZE_MODES if m], default=None)
+    p.add_argument("--calibration", help=".npy/.npz of representative inputs (int8, int16x8)")
+    p.add_argument("--io-dtype", choices=["float32", "int8", "uint8", "int16"], default=None)
+    p.add_argument("--allow-float-ops", action="store_true",
+                   help="with int8, keep ops the converter could not quantize in float")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("inspect", help="ops, tensors and quantization of a .tflite")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("profile", help="size, params, MACs, TFLM arena and board fit")
+    p.add_argument("model", help="a .tflite, or a .keras model (converted first)")
+    _add_board_args(p, None)
+    p.add_argument("--quantize", choices=[m for m in QUANTIZE_MODES if m], default=None,
+                   help="for a .keras model: how to convert it first")
+    p.add_argument("--calibration", help="for a .keras model with --quantize int8")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("carray", help="write a TFLM C array (.h/.cc) for a .tflite")
+    p.add_argument("model")
+    p.add_argument("--name", help="C name stem (default: the file name)")
+    p.add_argument("--out", default=".", help="output folder (default: .)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_carray)
+
+    p = sub.add_parser("sketch", help="write an Arduino sketch folder for a .tflite")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, help="sketch folder to create")
+    _add_board_args(p, "nano33ble")
+    p.add_argument("--name", help="model name in the sketch (default: from the file)")
+    p.add_argument("--labels", help="comma-separated class labels")
+    p.add_argument("--labels-file", help="file with one class label a line")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_sketch)
+
+    p = sub.add_parser("boards", help="list the known boards")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_boards)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.func(args)
+    except EffkerasError as exc:
+        print(f"effkeras: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("effkeras: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
