@@ -418,6 +418,10 @@ def _check_indices(m, n: int) -> list[str]:
                 problems.append(f"tensor {t_i} has negative shape {list(t.shape)}")
             if t.type not in _TYPE_NAMES:
                 problems.append(f"tensor {t_i} has unknown type {t.type}")
+            try:
+                (t.name or b"").decode("utf-8")
+            except (UnicodeDecodeError, AttributeError):
+                problems.append(f"tensor {t_i} has a name that is not UTF-8")
         for name, idx in (("input", sg.inputs), ("output", sg.outputs)):
             for i in idx if idx is not None else []:
                 if not 0 <= int(i) < nt:

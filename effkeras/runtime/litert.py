@@ -73,20 +73,25 @@ class LiteRTRunner:
                 experimental_op_resolver_type=_resolver(resolver_type, kernels),
             )
             self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            self._in = self.interpreter.get_input_details()
+            self._out = self.interpreter.get_output_details()
+        except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
             raise InvalidModelError(
                 f"LiteRT could not load {self.model.source}: {str(exc)[:400]}"
             ) from None
         self.kernels = kernels
         self.num_threads = num_threads
-        self._in = self.interpreter.get_input_details()
-        self._out = self.interpreter.get_output_details()
 
     def invoke_raw(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Set the inputs (model dtypes, full shape), invoke, return copies of the outputs."""
-        for detail, value in zip(self._in, inputs, strict=True):
-            self.interpreter.set_tensor(detail["index"], value)
-        self.interpreter.invoke()
+        try:
+            for detail, value in zip(self._in, inputs, strict=True):
+                self.interpreter.set_tensor(detail["index"], value)
+            self.interpreter.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidModelError(
+                f"LiteRT failed to run {self.model.source}: {str(exc)[:300]}"
+            ) from None
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self._out]
 
     def predict(self, x: np.ndarray | list[np.ndarray], raw_outputs: bool = False):
