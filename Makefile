@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= demo_out
 
-.PHONY: demo test lint venv regenerate clean
+.PHONY: demo test lint venv examples clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,11 @@ lint: venv
 	$(PY) -m ruff check effkeras tests
 
 # Regenerates tflite_models/ and deploy/ (the example artifacts checked into the repo).
-regenerate: venv
-	$(VENV)/bin/effkeras demo --out build/demo --force --export-examples .
+examples: venv
+	rm -rf build/examples
+	$(VENV)/bin/effkeras demo --out build/examples
+	rm -rf tflite_models deploy
+	cp -r build/examples/tflite_models build/examples/deploy .
 
 clean:
 	rm -rf $(VENV) build demo_out

@@ -1,9 +1,666 @@
-"""Profile (placeholder: being written)."""
+"""Profile a model for a microcontroller: size, params, MACs, ops, exact TFLM arena, board fit.
+
+:func:`profile` takes .tflite bytes, a path to a .tflite file, a
+:class:`~effkeras.convert.TFLiteModel`, a Keras model or a path to a ``.keras``/``.h5``
+file (Keras models are converted first with :func:`effkeras.convert.to_tflite`), and
+returns a :class:`ProfileReport`.
+
+Conventions:
+
+- **MACs** (multiply-accumulates) are counted from tensor shapes, for one invocation of
+  the converted graph (its batch size, 1 for microcontrollers), for the ops that do
+  multiply-accumulate work:
+
+  - ``CONV_2D``: ``batch * out_h * out_w * out_c * k_h * k_w * in_c_per_group`` (the
+    filter's last dimension, so grouped convolutions count right);
+  - ``DEPTHWISE_CONV_2D``: ``batch * out_h * out_w * out_c * k_h * k_w`` (each output
+    channel reads one input channel);
+  - ``FULLY_CONNECTED``: ``rows * units * in_features`` (rows = batch, or all leading
+    dimensions with ``keep_num_dims``);
+  - ``TRANSPOSE_CONV``: ``batch * in_h * in_w * in_c * k_h * k_w * out_c`` (every input
+    pixel is scattered through the whole filter);
+  - ``BATCH_MATMUL``: ``output elements * K`` (the contracted dimension);
+  - ``CONV_3D``: ``output elements * k_d * k_h * k_w * in_c``.
+
+  Every other op (elementwise arithmetic, activations, pooling, softmax, reshapes,
+  quantize/dequantize) counts **0 MACs**. Their cheaper work is reported separately as
+  ``elementwise_ops``: one per output element for elementwise ops and activations, one
+  per window element for pooling, one per input element for reductions, and none for
+  pure data movement (reshape, transpose, concatenation, pad, slicing, ...).
+- **Params** of an op are the elements of its constant *weight* inputs: filter and bias
+  of convolutions and fully connected layers, constant operands of arithmetic ops
+  (e.g. an unfolded batch norm's MUL/ADD). Integer shape, axis and padding arguments
+  (the shape of a RESHAPE, the axes of a MEAN) are not parameters. A float16 weight
+  that a DEQUANTIZE expands at load time counts once, at the op that consumes it. The
+  model's ``params`` counts each constant tensor once, even when several ops share it.
+  The converter folds batch norm into the convolution before it, so a converted model
+  has fewer parameters than Keras's ``count_params()`` (gamma, beta, mean and variance
+  become the folded bias). ``constant_elements`` counts every constant tensor, shape
+  arguments included.
+- **Arena**: ``arena_bytes`` is the smallest tensor arena (16-byte steps) with which
+  TFLite Micro really loads and runs the model on this 64-bit host
+  (:func:`effkeras.runtime.tflm.measure_arena`: it starts from the recording
+  allocator's total and searches upward, because that total leaves out a few bytes of
+  temporary allocations made while kernels prepare); ``arena_recorded_bytes`` is the
+  recording allocator's total itself (:meth:`~effkeras.runtime.TFLMRunner.arena_bytes`).
+  ``arena_with_margin`` adds the margin of :func:`effkeras.runtime.tflm.arena_with_margin`
+  for a 32-bit board to ``arena_bytes`` and is the RAM a board needs. The RAM the
+  Arduino core and the stack take is not counted.
+- **Flash** a board needs is the model size plus the board's ``program_flash_kb``
+  estimate (core + TFLM runtime; see :mod:`effkeras.boards`).
+
+This module imports neither TensorFlow nor Keras; converting a Keras model does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from effkeras.boards import BOARDS, Board, get_board
+from effkeras.convert.flatbuffer import OpInfo, TensorInfo, TFLiteModel, read_tflite
+from effkeras.errors import ConversionError, InvalidModelError, UnsupportedOpsError
+
+__all__ = ["ProfileReport", "board_fit", "op_macs", "profile"]
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+#: Ops whose inputs at these positions are weights (the rest are data or shape args).
+_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "CONV_2D": (1, 2),
+    "DEPTHWISE_CONV_2D": (1, 2),
+    "FULLY_CONNECTED": (1, 2),
+    "TRANSPOSE_CONV": (1, 3),
+    "CONV_3D": (1, 2),
+}
+#: Constant inputs of these dtypes are shape/axis/index arguments, not parameters.
+_ARGUMENT_DTYPES = {"INT32", "INT64", "BOOL"}
+#: Ops that only move or reinterpret data: no arithmetic at all.
+_DATA_MOVEMENT = {
+    "RESHAPE",
+    "SQUEEZE",
+    "EXPAND_DIMS",
+    "CONCATENATION",
+    "PACK",
+    "UNPACK",
+    "SPLIT",
+    "SPLIT_V",
+    "SLICE",
+    "STRIDED_SLICE",
+    "TRANSPOSE",
+    "PAD",
+    "PADV2",
+    "GATHER",
+    "GATHER_ND",
+    "SHAPE",
+    "DEPTH_TO_SPACE",
+    "SPACE_TO_DEPTH",
+    "BATCH_TO_SPACE_ND",
+    "SPACE_TO_BATCH_ND",
+    "BROADCAST_TO",
+    "TILE",
+    "FILL",
+    "ZEROS_LIKE",
+    "ONES_LIKE",
+    "CAST",
+}
+_POOLS = {"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"}
+_REDUCTIONS = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN"}
+_MAC_OPS = frozenset(
+    ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
+)
 
 
-class ProfileReport:  # pragma: no cover - placeholder
-    pass
+# ---- per-op cost ---------------------------------------------------------------------
+def _size(shape: Iterable[int]) -> int:
+    return int(np.prod([int(d) for d in shape], dtype=np.int64)) if shape else 1
 
 
-def profile(*args, **kwargs):  # pragma: no cover - placeholder
-    raise NotImplementedError
+def op_macs(model: TFLiteModel, op: OpInfo) -> int:
+    """Multiply-accumulates of one op, from its tensor shapes (0 for non-MAC ops).
+
+    See the module docstring for the formula of each op.
+    """
+    t = model.tensors
+
+    def shape(pos: int) -> tuple[int, ...] | None:
+        if pos >= len(op.inputs) or op.inputs[pos] < 0:
+            return None
+        return t[op.inputs[pos]].shape
+
+    out = t[op.outputs[0]].shape if op.outputs and op.outputs[0] >= 0 else ()
+    name = op.name
+    if name == "CONV_2D":
+        w = shape(1)  # (out_c, k_h, k_w, in_c / groups)
+        return _size(out) * w[1] * w[2] * w[3] if w and len(w) == 4 else 0
+    if name == "DEPTHWISE_CONV_2D":
+        w = shape(1)  # (1, k_h, k_w, out_c)
+        return _size(out) * w[1] * w[2] if w and len(w) == 4 else 0
+    if name == "FULLY_CONNECTED":
+        w = shape(1)  # (units, in_features)
+        return _size(out) * w[-1] if w else 0
+    if name == "TRANSPOSE_CONV":
+        w, x = shape(1), shape(2)  # (out_c, k_h, k_w, in_c), (batch, in_h, in_w, in_c)
+        if not w or not x or len(w) != 4:
+            return 0
+        return _size(x) * w[0] * w[1] * w[2]
+    if name == "BATCH_MATMUL":
+        a = shape(0)
+        if not a or len(a) < 2:
+            return 0
+        k = a[-2] if op.options.get("adjX") else a[-1]
+        return _size(out) * k
+    if name == "CONV_3D":
+        w = shape(1)  # (k_d, k_h, k_w, in_c, out_c)
+        return _size(out) * w[0] * w[1] * w[2] * w[3] if w and len(w) == 5 else 0
+    return 0
+
+
+def _elementwise_ops(model: TFLiteModel, op: OpInfo) -> int:
+    """Non-MAC arithmetic of one op (see the module docstring); 0 for MAC ops."""
+    name = op.name
+    if name in _MAC_OPS or name in _DATA_MOVEMENT or not op.outputs or op.outputs[0] < 0:
+        return 0
+    out = _size(model.tensors[op.outputs[0]].shape)
+    if name in _POOLS:
+        return out * int(op.options.get("filterHeight", 1)) * int(op.options.get("filterWidth", 1))
+    if name in _REDUCTIONS and op.inputs and op.inputs[0] >= 0:
+        return _size(model.tensors[op.inputs[0]].shape)
+    return out
+
+
+def _dequantized_constants(model: TFLiteModel) -> dict[int, int]:
+    """Tensor produced by a DEQUANTIZE of a constant -> that constant (float16 weights)."""
+    found: dict[int, int] = {}
+    for op in model.ops:
+        if op.name == "DEQUANTIZE" and op.inputs and op.outputs and op.inputs[0] >= 0:
+            src = model.tensors[op.inputs[0]]
+            if src.is_constant:
+                found[op.outputs[0]] = src.index
+    return found
+
+
+def _weight_tensors(model: TFLiteModel, op: OpInfo, deq: dict[int, int]) -> list[TensorInfo]:
+    """The constant weight inputs of one op (see "Params" in the module docstring)."""
+    if op.name in ("QUANTIZE", "DEQUANTIZE"):
+        return []
+    positions = _WEIGHT_INPUTS.get(op.name)
+    found = []
+    for pos, idx in enumerate(op.inputs):
+        if idx < 0:
+            continue
+        tensor = model.tensors[deq.get(idx, idx)]
+        if not tensor.is_constant:
+            continue
+        if positions is not None:
+            if pos in positions:
+                found.append(tensor)
+        elif tensor.dtype not in _ARGUMENT_DTYPES:
+            found.append(tensor)
+    return found
+
+
+# ---- board fit -----------------------------------------------------------------------
+def board_fit(board: str | Board, size_bytes: int, arena_bytes: int | None) -> dict[str, Any]:
+    """Whether a model fits a board's flash and RAM.
+
+    Args:
+        board: a board name from :data:`effkeras.boards.BOARDS` or a :class:`Board`.
+        size_bytes: the .tflite size.
+        arena_bytes: the arena the board needs (with margin), or None when unknown.
+
+    Returns:
+        ``{name, title, flash: {needed_bytes, available_bytes, fits, margin_bytes,
+        used_percent}, ram: {...}, fits}``; the RAM figures and ``fits`` are None when
+        ``arena_bytes`` is None and the flash fits (a model that does not fit in flash
+        does not fit, whatever its arena).
+    """
+    b = get_board(board)
+    flash_needed = int(size_bytes) + int(b.program_flash_kb) * 1024
+    flash = _resource(flash_needed, b.flash_bytes)
+    if arena_bytes is None:
+        ram = {
+            "needed_bytes": None,
+            "available_bytes": b.ram_bytes,
+            "fits": None,
+            "margin_bytes": None,
+            "used_percent": None,
+        }
+    else:
+        ram = _resource(int(arena_bytes), b.ram_bytes)
+    if not flash["fits"] or ram["fits"] is False:
+        fits: bool | None = False
+    else:
+        fits = ram["fits"]
+    return {"name": b.name, "title": b.title, "flash": flash, "ram": ram, "fits": fits}
+
+
+def _resource(needed: int, available: int) -> dict[str, Any]:
+    return {
+        "needed_bytes": needed,
+        "available_bytes": int(available),
+        "fits": needed <= available,
+        "margin_bytes": int(available) - needed,
+        "used_percent": round(100.0 * needed / available, 1),
+    }
+
+
+# ---- the report ----------------------------------------------------------------------
+@dataclass
+class ProfileReport:
+    """What :func:`profile` found out about a model. See the module docstring for units.
+
+    Attributes:
+        source: where the model came from (a path, ``<bytes>`` or ``<keras:name>``).
+        size_bytes, sha256: of the .tflite flatbuffer.
+        params: elements of constant weight tensors, each counted once.
+        constant_elements: elements of every constant tensor (shape arguments included).
+        macs: multiply-accumulates for one invocation.
+        elementwise_ops: non-MAC arithmetic (elementwise, pooling, reductions).
+        ops: op name -> count.
+        arena_bytes: the smallest TFLM arena that runs the model on this host, or None
+            (see ``arena_error``).
+        arena_recorded_bytes: the TFLM recording allocator's total, or None.
+        arena_with_margin: the arena a 32-bit board needs, or None.
+        arena_error: why the arena was not measured, or None.
+        tflm_unsupported_ops: ops TFLite Micro has no kernel for.
+        inputs, outputs: ``{name, shape, dtype, scale, zero_point}`` each.
+        is_full_integer: no op computes in float.
+        layers: one row per op: ``{index, op, output_shape, output_dtype, params, macs,
+            elementwise_ops, fused_activation}``.
+        boards: one :func:`board_fit` dict per board checked.
+        conversion: how a Keras model was converted (``{"quantize": ..., ...}``), or None.
+        isolated: whether TFLM ran in a child process.
+    """
+
+    source: str
+    size_bytes: int
+    sha256: str
+    params: int
+    constant_elements: int
+    macs: int
+    elementwise_ops: int
+    ops: dict[str, int]
+    arena_bytes: int | None
+    arena_recorded_bytes: int | None
+    arena_with_margin: int | None
+    arena_error: str | None
+    tflm_unsupported_ops: list[str]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    is_full_integer: bool
+    layers: list[dict[str, Any]]
+    boards: list[dict[str, Any]] = field(default_factory=list)
+    conversion: dict[str, Any] | None = None
+    isolated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, in JSON-serializable Python types."""
+        return {
+            "source": self.source,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "params": self.params,
+            "constant_elements": self.constant_elements,
+            "macs": self.macs,
+            "elementwise_ops": self.elementwise_ops,
+            "ops": dict(self.ops),
+            "arena_bytes": self.arena_bytes,
+            "arena_recorded_bytes": self.arena_recorded_bytes,
+            "arena_with_margin": self.arena_with_margin,
+            "arena_error": self.arena_error,
+            "tflm_unsupported_ops": list(self.tflm_unsupported_ops),
+            "inputs": [dict(s) for s in self.inputs],
+            "outputs": [dict(s) for s in self.outputs],
+            "is_full_integer": self.is_full_integer,
+            "layers": [dict(r) for r in self.layers],
+            "boards": [dict(b) for b in self.boards],
+            "conversion": dict(self.conversion) if self.conversion is not None else None,
+            "isolated": self.isolated,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def board(self, board: str | Board | None = None) -> dict[str, Any]:
+        """The :func:`board_fit` dict for one board (the one profiled for, by default).
+
+        A board name or :class:`Board` not checked by :func:`profile` is checked now from
+        the report's size and arena.
+        """
+        if board is None:
+            if len(self.boards) != 1:
+                raise ValueError(
+                    f"This report covers {len(self.boards)} boards "
+                    f"({', '.join(b['name'] for b in self.boards)}); name one. "
+                    f"Received: board=None"
+                )
+            return self.boards[0]
+        if isinstance(board, str):
+            for entry in self.boards:
+                if entry["name"] == board:
+                    return entry
+        return board_fit(board, self.size_bytes, self.arena_with_margin)
+
+    def fits(self, board: str | Board | None = None) -> bool:
+        """True when the model fits the board's flash and RAM.
+
+        False when it does not, and also when the arena could not be measured (RAM fit
+        unknown): a model is never claimed to fit unchecked.
+        """
+        return self.board(board)["fits"] is True
+
+    def fit_line(self, board: str | Board | None = None) -> str:
+        """One sentence on the fit, e.g. "fits on Arduino Nano 33 BLE Sense: flash 35%..."."""
+        return _fit_text(self.board(board))
+
+    def table(self) -> str:
+        """A human-readable report: per-layer table, totals, I/O, arena and board fit."""
+        lines = [f"Model: {self.source} ({self.size_bytes:,} bytes, sha256 {self.sha256[:16]})"]
+        if self.conversion is not None:
+            c = self.conversion
+            lines.append(
+                f"Converted from Keras: quantize={c.get('quantize')!r}, "
+                f"representative samples: {c.get('representative_samples')}"
+            )
+        rows = [("#", "op", "output shape", "params", "MACs", "activation")]
+        for r in self.layers:
+            rows.append(
+                (
+                    str(r["index"]),
+                    r["op"],
+                    "x".join(str(d) for d in r["output_shape"]) or "scalar",
+                    f"{r['params']:,}",
+                    f"{r['macs']:,}",
+                    r["fused_activation"] or "-",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        right = {0, 3, 4}
+        for k, row in enumerate(rows):
+            cells = [
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+            if k == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+        lines.append(
+            f"Total: {self.params:,} params, {self.macs:,} MACs "
+            f"(+ {self.elementwise_ops:,} elementwise ops), {len(self.layers)} ops"
+        )
+        lines.append("Ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items())))
+        for kind, specs in (("Input", self.inputs), ("Output", self.outputs)):
+            for s in specs:
+                q = (
+                    f" scale {s['scale']:.6g} zero_point {s['zero_point']}"
+                    if isinstance(s["scale"], float)
+                    else ""
+                )
+                lines.append(f"{kind}: {s['name']!r} {s['dtype']} {s['shape']}{q}")
+        lines.append(f"Full integer: {'yes' if self.is_full_integer else 'no'}")
+        if self.arena_bytes is not None:
+            recorded = (
+                f" (recording allocator total {self.arena_recorded_bytes:,})"
+                if self.arena_recorded_bytes is not None
+                else ""
+            )
+            lines.append(
+                f"TFLM arena: {self.arena_bytes:,} bytes, the smallest that runs on this "
+                f"64-bit host{recorded}; {self.arena_with_margin:,} bytes with the margin "
+                f"for a 32-bit board"
+            )
+        else:
+            lines.append(f"TFLM arena: not measured: {self.arena_error}")
+        for entry in self.boards:
+            lines.append(_fit_text(entry))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _fit_text(entry: dict[str, Any]) -> str:
+    verdict = {True: "fits on", False: "does NOT fit on", None: "may not fit on"}
+    parts = [f"flash {_resource_text(entry['flash'])}"]
+    ram = entry["ram"]
+    if ram["needed_bytes"] is None:
+        parts.append(
+            f"RAM unknown (arena not measured; {ram['available_bytes']:,} bytes available)"
+        )
+    else:
+        parts.append(f"RAM {_resource_text(ram)}")
+    return f"{verdict[entry['fits']]} {entry['title']}: " + ", ".join(parts)
+
+
+def _resource_text(r: dict[str, Any]) -> str:
+    if r["fits"]:
+        return f"{r['used_percent']:g}% used (margin {r['margin_bytes']:,} bytes)"
+    return (
+        f"{r['used_percent']:g}% used (over by {-r['margin_bytes']:,} bytes: needs "
+        f"{r['needed_bytes']:,} of {r['available_bytes']:,})"
+    )
+
+
+# ---- profile -------------------------------------------------------------------------
+def _is_keras_path(model: Any) -> bool:
+    return isinstance(model, str | os.PathLike) and os.fspath(model).lower().endswith(
+        _KERAS_SUFFIXES
+    )
+
+
+def _count(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _load(
+    model: Any, quantize: str | None, representative_data: Any
+) -> tuple[TFLiteModel, dict[str, Any] | None]:
+    """The model as a TFLiteModel, converting a Keras model (or .keras file) first."""
+    tflite_like = isinstance(model, bytes | bytearray | memoryview | TFLiteModel) or (
+        isinstance(model, str | os.PathLike) and not _is_keras_path(model)
+    )
+    if tflite_like:
+        if quantize is not None or representative_data is not None:
+            raise ConversionError(
+                f"quantize and representative_data apply to Keras models only; this model "
+                f"is already a .tflite. Received: quantize={quantize!r}, "
+                f"representative_data={type(representative_data).__name__}. Drop them, or "
+                f"pass the Keras model."
+            )
+        return read_tflite(model), None
+    from effkeras.convert.converter import to_tflite  # imports TensorFlow
+
+    data = to_tflite(model, quantize=quantize, representative_data=representative_data)
+    if _is_keras_path(model):
+        source = os.fspath(model)
+    else:
+        source = f"<keras:{getattr(model, 'name', type(model).__name__)}>"
+    conversion = {
+        "from": "keras",
+        "quantize": quantize,
+        "representative_samples": _count(representative_data),
+    }
+    return TFLiteModel(data, source=source), conversion
+
+
+def _unsupported_ops(model: TFLiteModel) -> list[str] | None:
+    """Ops TFLM lacks, from effkeras.runtime.tflm_ops; None if that module is missing."""
+    try:
+        from effkeras.runtime.tflm_ops import tflm_unsupported_ops
+    except ImportError:  # pragma: no cover - only before tflm_ops exists
+        return None
+    return sorted(tflm_unsupported_ops(model))
+
+
+def _measure(model: TFLiteModel, path: str | None, isolate: bool) -> dict[str, Any]:
+    """{"arena_bytes": n, "arena_recorded_bytes": m} or {"error": ..., "missing_ops": [...]}."""
+    if isolate:
+        if path is not None:
+            return _run_isolated(path)
+        fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix="effkeras_profile_")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(model.data)
+            return _run_isolated(tmp)
+        finally:
+            os.unlink(tmp)
+    from effkeras.runtime.tflm import TFLMRunner, measure_arena
+
+    try:
+        recorded = TFLMRunner(model).arena_bytes()
+        return {"arena_bytes": measure_arena(model), "arena_recorded_bytes": recorded}
+    except UnsupportedOpsError as exc:
+        return {"error": str(exc), "missing_ops": list(exc.ops)}
+    except InvalidModelError as exc:
+        return {"error": str(exc)}
+
+
+def _run_isolated(path: str) -> dict[str, Any]:
+    from effkeras.runtime.tflm import run_isolated
+
+    return run_isolated(path)
+
+
+def _io_spec(t: TensorInfo) -> dict[str, Any]:
+    q = t.quantization
+    if q is None:
+        scale: Any = None
+        zero_point: Any = None
+    elif q.per_channel:
+        scale = [float(s) for s in q.scales]
+        zero_point = [int(z) for z in q.zero_points]
+    else:
+        scale = float(q.scales[0])
+        zero_point = int(q.zero_points[0])
+    return {
+        "name": t.name,
+        "shape": [int(d) for d in t.shape],
+        "dtype": t.dtype,
+        "scale": scale,
+        "zero_point": zero_point,
+    }
+
+
+def _layers(model: TFLiteModel) -> tuple[list[dict[str, Any]], int]:
+    """Per-op rows and the model's params (each weight tensor counted once)."""
+    deq = _dequantized_constants(model)
+    rows = []
+    seen: set[int] = set()
+    for op in model.ops:
+        weights = _weight_tensors(model, op, deq)
+        seen.update(w.index for w in weights)
+        out = model.tensors[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
+        act = op.options.get("fusedActivationFunction")
+        rows.append(
+            {
+                "index": op.index,
+                "op": op.name,
+                "output_shape": [int(d) for d in out.shape] if out is not None else [],
+                "output_dtype": out.dtype if out is not None else None,
+                "params": int(sum(w.size for w in weights)),
+                "macs": int(op_macs(model, op)),
+                "elementwise_ops": int(_elementwise_ops(model, op)),
+                "fused_activation": act if isinstance(act, str) and act != "NONE" else None,
+            }
+        )
+    params = int(sum(model.tensors[i].size for i in seen))
+    return rows, params
+
+
+def profile(
+    model_or_tflite: Any,
+    board: str | Board | None = None,
+    *,
+    quantize: str | None = None,
+    representative_data: Any = None,
+    isolate: bool = False,
+) -> ProfileReport:
+    """Size, params, MACs, ops, exact TFLite Micro arena and board fit of a model.
+
+    Args:
+        model_or_tflite: .tflite bytes, a path to a .tflite file, a
+            :class:`~effkeras.convert.TFLiteModel`, a ``keras.Model`` or a path to a
+            ``.keras``/``.h5`` file (Keras models are converted with
+            :func:`effkeras.convert.to_tflite`; that needs TensorFlow).
+        board: a board name (see :data:`effkeras.BOARDS`), a :class:`~effkeras.Board`
+            (e.g. from :func:`effkeras.custom_board`), or None to check every board in
+            the table.
+        quantize: for a Keras model, the ``to_tflite`` quantization mode (None, "float16",
+            "dynamic", "int8", "int16x8").
+        representative_data: for a Keras model with ``quantize="int8"``/``"int16x8"``,
+            the calibration inputs.
+        isolate: measure the arena in a child process, so a corrupt or hostile file
+            cannot crash this one (the CLI does this for user files).
+
+    Returns:
+        A :class:`ProfileReport`; ``.table()`` for people, ``.to_dict()``/``.to_json()``
+        for programs, ``.fits(board)``.
+
+    Raises:
+        InvalidModelError: the input is not a readable model.
+        UnknownBoardError: ``board`` is not a known board name.
+        ConversionError: ``quantize``/``representative_data`` given with a .tflite, or the
+            Keras model could not be converted.
+    """
+    boards: list[str | Board] = list(BOARDS) if board is None else [get_board(board)]
+    tm, conversion = _load(model_or_tflite, quantize, representative_data)
+    path = None
+    if conversion is None and isinstance(model_or_tflite, str | os.PathLike):
+        path = os.fspath(model_or_tflite)
+
+    layers, params = _layers(tm)
+    unsupported = _unsupported_ops(tm) or []
+    arena: int | None = None
+    recorded: int | None = None
+    error: str | None = None
+    if unsupported:
+        error = (
+            f"TFLite Micro has no kernel for {', '.join(unsupported)}; replace the layers "
+            f"that produce them (see effkeras.runtime.tflm_ops)."
+        )
+    else:
+        result = _measure(tm, path, isolate)
+        if "arena_bytes" in result:
+            arena = int(result["arena_bytes"])
+            if result.get("arena_recorded_bytes") is not None:
+                recorded = int(result["arena_recorded_bytes"])
+        else:
+            error = str(result.get("error", "TFLite Micro could not run the model"))
+            unsupported = sorted(result.get("missing_ops") or [])
+
+    from effkeras.runtime.tflm import arena_with_margin
+
+    margin = arena_with_margin(arena) if arena is not None else None
+    return ProfileReport(
+        source=tm.source,
+        size_bytes=tm.size_bytes,
+        sha256=tm.sha256,
+        params=params,
+        constant_elements=tm.params,
+        macs=int(sum(r["macs"] for r in layers)),
+        elementwise_ops=int(sum(r["elementwise_ops"] for r in layers)),
+        ops={k: int(v) for k, v in tm.op_counts.items()},
+        arena_bytes=arena,
+        arena_recorded_bytes=recorded,
+        arena_with_margin=margin,
+        arena_error=error,
+        tflm_unsupported_ops=list(unsupported),
+        inputs=[_io_spec(t) for t in tm.inputs],
+        outputs=[_io_spec(t) for t in tm.outputs],
+        is_full_integer=bool(tm.is_full_integer),
+        layers=layers,
+        boards=[board_fit(b, tm.size_bytes, margin) for b in boards],
+        conversion=conversion,
+        isolated=bool(isolate),
+    )

@@ -224,8 +224,12 @@ def run_isolated(path: str, timeout: float = 120.0) -> dict[str, Any]:
     reported as an error, never propagated to the caller.
     """
     cmd = [sys.executable, "-m", "effkeras.runtime.tflm", os.fspath(path)]
+    # The child must import this same effkeras, installed or not.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"TFLM did not finish within {timeout:.0f} s on {path}"}
     if proc.returncode < 0:
