@@ -148,7 +148,7 @@ def run_demo(
     from effkeras.convert import read_tflite, to_c_array, to_tflite
     from effkeras.data import load_dataset
     from effkeras.deploy import arduino_sketch
-    from effkeras.runtime.tflm import TFLMRunner, arena_with_margin
+    from effkeras.runtime.tflm import TFLMRunner, arena_with_margin, measure_arena
 
     target = get_board(board)
     stem = f"{dataset}_cnn"
@@ -196,7 +196,7 @@ def run_demo(
     n_tflm = min(len(data.x_test), tflm_eval_limit)
     tflm = TFLMRunner(int8_bytes)
     acc_tflm = _accuracy(tflm.predict(data.x_test[:n_tflm]), data.y_test[:n_tflm])
-    arena = tflm.arena_bytes()
+    arena = measure_arena(int8)
 
     os.makedirs(out_dir, exist_ok=True)
     files: list[str] = []
@@ -277,7 +277,6 @@ def run_demo(
         files=files, fits=fits, seconds=time.time() - start,
     )
     _write_json(os.path.join(out_dir, "summary.json"), result.to_dict())
-    del int8
     return result
 
 
@@ -296,7 +295,7 @@ def format_summary(result: DemoResult) -> str:
             f"{r['accuracy_litert']:>8.2%} {tflm:>8s}"
         )
     lines += [
-        f"TFLM arena (exact, 64-bit host): {result.arena_bytes:,d} bytes",
+        f"TFLM arena (smallest that runs, 64-bit host): {result.arena_bytes:,d} bytes",
         f"fits on {f['board']}: {'yes' if f['fits'] else 'NO'} "
         f"(flash {f['flash_needed']:,d} of {f['flash_available']:,d} B incl. estimated program; "
         f"RAM {f['ram_needed']:,d} of {f['ram_available']:,d} B for the arena with margin)",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from effkeras._capture import capture_fds
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
 from effkeras.errors import InvalidModelError
 from effkeras.runtime.quant import dequantize, quantize
@@ -66,18 +67,26 @@ class LiteRTRunner:
             raise ValueError(f"num_threads must be a positive integer. Received: {num_threads!r}")
         self.model: TFLiteModel = read_tflite(model)
         interpreter_cls, resolver_type, self.package = load_interpreter_class()
-        try:
-            self.interpreter = interpreter_cls(
-                model_content=self.model.data,
-                num_threads=num_threads,
-                experimental_op_resolver_type=_resolver(resolver_type, kernels),
-            )
-            self.interpreter.allocate_tensors()
-            self._in = self.interpreter.get_input_details()
-            self._out = self.interpreter.get_output_details()
-        except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        resolver = _resolver(resolver_type, kernels)
+        # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2: keep it
+        # out of the user's terminal, but show it if loading fails.
+        with capture_fds((2,)) as log:
+            try:
+                self.interpreter = interpreter_cls(
+                    model_content=self.model.data,
+                    num_threads=num_threads,
+                    experimental_op_resolver_type=resolver,
+                )
+                self.interpreter.allocate_tensors()
+                self._in = self.interpreter.get_input_details()
+                self._out = self.interpreter.get_output_details()
+                err = None
+            except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
+                err = exc
+        if err is not None:
             raise InvalidModelError(
-                f"LiteRT could not load {self.model.source}: {str(exc)[:400]}"
+                f"LiteRT could not load {self.model.source}: {str(err)[:400]} "
+                f"{log.text.strip()[-300:]}"
             ) from None
         self.kernels = kernels
         self.num_threads = num_threads
