@@ -70,6 +70,8 @@ class DemoResult:
     files: list[str] = field(default_factory=list)
     fits: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    test_samples: int = 0
+    tflm_samples: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -123,7 +125,7 @@ def run_demo(
     seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
-    tflm_eval_limit: int = 2000,
+    tflm_eval_limit: int | None = None,
     verbose: int | None = None,
     command: str = "",
 ) -> DemoResult:
@@ -137,7 +139,7 @@ def run_demo(
         board: board for the sketch and the fit check.
         seed: random seed for weights and shuffling.
         limit_train, limit_test: use only the first N samples of each split.
-        tflm_eval_limit: evaluate at most this many test samples in TFLM (it is slow).
+        tflm_eval_limit: evaluate at most this many test samples in TFLM (default: all).
         verbose: Keras fit verbosity (default: progress bar on a terminal, else one line
             per epoch).
         command: the command line, recorded in the sidecars.
@@ -193,7 +195,7 @@ def run_demo(
     print("Evaluating in LiteRT and in the TFLite Micro interpreter ...")
     acc_float_tfl = evaluate_tflite(float_bytes, data.x_test, data.y_test)
     acc_litert = evaluate_tflite(int8_bytes, data.x_test, data.y_test)
-    n_tflm = min(len(data.x_test), tflm_eval_limit)
+    n_tflm = len(data.x_test) if tflm_eval_limit is None else min(len(data.x_test), tflm_eval_limit)
     tflm = TFLMRunner(int8_bytes)
     acc_tflm = _accuracy(tflm.predict(data.x_test[:n_tflm]), data.y_test[:n_tflm])
     arena = measure_arena(int8)
@@ -274,7 +276,8 @@ def run_demo(
     result = DemoResult(
         out_dir=out_dir, dataset=dataset, rows=rows, accuracy_keras=acc_keras,
         accuracy_litert_int8=acc_litert, accuracy_tflm_int8=acc_tflm, arena_bytes=arena,
-        files=files, fits=fits, seconds=time.time() - start,
+        files=files, fits=fits, seconds=time.time() - start, test_samples=int(len(data.x_test)),
+        tflm_samples=n_tflm,
     )
     _write_json(os.path.join(out_dir, "summary.json"), result.to_dict())
     return result
@@ -285,7 +288,8 @@ def format_summary(result: DemoResult) -> str:
     f = result.fits
     lines = [
         "",
-        f"effkeras demo on {result.dataset}: results ({result.seconds:.0f} s)",
+        f"effkeras demo on {result.dataset}: test accuracy on {result.test_samples:,d} samples "
+        f"({result.seconds:.0f} s)",
         f"{'model':28s} {'size':>10s} {'Keras float':>12s} {'LiteRT':>8s} {'TFLM':>8s}",
     ]
     for r in result.rows:
@@ -294,6 +298,8 @@ def format_summary(result: DemoResult) -> str:
             f"{r['model']:28s} {r['size_bytes']:>8,d} B {r['accuracy_keras']:>12.2%} "
             f"{r['accuracy_litert']:>8.2%} {tflm:>8s}"
         )
+    if result.tflm_samples != result.test_samples:
+        lines.append(f"(TFLM column: first {result.tflm_samples:,d} test samples only)")
     lines += [
         f"TFLM arena (smallest that runs, 64-bit host): {result.arena_bytes:,d} bytes",
         f"fits on {f['board']}: {'yes' if f['fits'] else 'NO'} "
