@@ -8,6 +8,8 @@ The public API, in one place:
 - ``effkeras.profile``: size, params, MACs, ops, exact TFLM arena, board fit.
 - ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
 - ``effkeras.boards``: the board table (``BOARDS``, ``get_board``, ``custom_board``).
+- ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``).
+- ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``.
 - ``effkeras.data``: the datasets the demo and benchmarks use.
 - ``effkeras.errors``: every exception effkeras raises.
 
@@ -18,8 +20,22 @@ with numpy, ai-edge-litert and tflite-micro.
 __version__ = "0.1.0"
 
 from effkeras import boards, convert, deploy, errors, runtime  # noqa: E402
+from effkeras._keras_registration import install as _install_keras_registration  # noqa: E402
 from effkeras.boards import BOARDS, Board, custom_board, get_board  # noqa: E402
 from effkeras.profiling import ProfileReport, profile  # noqa: E402
+
+# QAT layers become loadable by keras.saving.load_model as soon as Keras is imported,
+# without importing Keras (and TensorFlow) here.
+_install_keras_registration()
+
+
+def __getattr__(name: str):
+    # effkeras.quantize and effkeras.callbacks need Keras: import them on first use.
+    if name in ("quantize", "callbacks", "prune"):
+        import importlib
+
+        return importlib.import_module(f"effkeras.{name}")
+    raise AttributeError(f"module 'effkeras' has no attribute {name!r}")
 
 __all__ = [
     "BOARDS",
@@ -27,11 +43,13 @@ __all__ = [
     "ProfileReport",
     "__version__",
     "boards",
+    "callbacks",
     "convert",
     "custom_board",
     "deploy",
     "errors",
     "get_board",
     "profile",
+    "quantize",
     "runtime",
 ]

@@ -62,3 +62,30 @@ class UnknownBoardError(EffkerasError):
 
 class DatasetError(EffkerasError):
     """A dataset could not be found or read."""
+
+
+class UnknownTargetError(EffkerasError):
+    """A benchmark target that is not one of the valid forms (see effkeras.bench.targets)."""
+
+
+class BenchConfigError(EffkerasError):
+    """Benchmark settings that cannot work (runs < 1, threads on a single-threaded target...)."""
+
+
+class DeviceError(EffkerasError):
+    """A phone or board could not be reached or answered wrongly (adb, serial, timeouts)."""
+
+
+class ModelMismatchError(DeviceError):
+    """The device runs a different model than the one given (size or checksum differ)."""
+
+
+class PruningError(EffkerasError):
+    """Pruning was set up or used wrongly (bad schedule or structure, missing callback)."""
+
+
+class QuantizationError(EffkerasError):
+    """A model or layer that quantization-aware training cannot rewrite or train.
+
+    The message names the layer (or model) and says what to change.
+    """

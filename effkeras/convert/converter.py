@@ -67,6 +67,20 @@ def _resolve_inputs(model, input_shape, representative_data):
     )
 
 
+def is_quantization_aware(model: Any) -> bool:
+    """True when ``model`` holds effkeras quantization layers (``effkeras.quantize``).
+
+    Such a model carries its own activation ranges (fake-quantization ops), so int8
+    conversion needs no representative data. Layers mark themselves with a class
+    attribute ``_effkeras_quantized``; this module does not import them.
+    """
+    try:
+        layers = list(model._flatten_layers(include_self=False, recursive=True))
+    except (AttributeError, TypeError):
+        layers = list(getattr(model, "layers", []))
+    return any(getattr(type(layer), "_effkeras_quantized", False) for layer in layers)
+
+
 def _load_if_path(model: Any):
     if isinstance(model, str | os.PathLike):
         path = os.fspath(model)
@@ -93,6 +107,7 @@ def to_tflite(
     input_shape: Sequence[int] | None = None,
     batch_size: int = 1,
     max_calibration_samples: int = 500,
+    sparse: bool = False,
 ) -> bytes:
     """Convert a Keras 3 model to a .tflite flatbuffer.
 
@@ -104,7 +119,9 @@ def to_tflite(
             and activations, int32 bias) or ``"int16x8"`` (int16 activations, int8
             weights).
         representative_data: calibration inputs, needed by ``"int8"`` and
-            ``"int16x8"``: a numpy array ``(N, *input_shape)``, a ``tf.data.Dataset`` of
+            ``"int16x8"`` (but not by ``"int8"`` for a model from
+            :func:`effkeras.quantize.quantize_model`, whose fake-quantization ops carry
+            the ranges; it is then ignored): a numpy array ``(N, *input_shape)``, a ``tf.data.Dataset`` of
             ``x`` or ``(x, y)``, or an iterable of batches. Checked against the model input.
         io_dtype: dtype of the model's inputs and outputs: ``None``/``"float32"``
             (quantize/dequantize inside the model), ``"int8"`` or ``"uint8"`` (full
@@ -117,6 +134,9 @@ def to_tflite(
             ``Input`` layer (or a list of shapes for several inputs).
         batch_size: the fixed batch size of the converted model (1 for microcontrollers).
         max_calibration_samples: at most this many representative samples are used.
+        sparse: also store pruned weights in TFLite's sparse format
+            (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``; see :mod:`effkeras.prune`).
+            LiteRT's XNNPACK delegate does not run such models; use ``kernels="builtin"``.
 
     Returns:
         The .tflite model as bytes.
@@ -151,7 +171,8 @@ def to_tflite(
         )
 
     samples = None
-    needs_calibration = quantize in ("int8", "int16x8")
+    qat = quantize == "int8" and is_quantization_aware(model)
+    needs_calibration = quantize in ("int8", "int16x8") and not qat
     if needs_calibration:
         if representative_data is None:
             raise ConversionError(
@@ -179,7 +200,7 @@ def to_tflite(
             export_sig = signature if len(signature) > 1 else [signature[0]]
             model.export(tmp, format="tf_saved_model", input_signature=export_sig, verbose=False)
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-            _configure(converter, tf, quantize, io_dtype, samples, batch_size)
+            _configure(converter, tf, quantize, io_dtype, samples, batch_size, sparse)
             data = converter.convert()
         except Exception as exc:
             err = exc
@@ -207,10 +228,13 @@ def to_tflite(
     return bytes(data)
 
 
-def _configure(converter, tf, quantize, io_dtype, samples, batch_size):
+def _configure(converter, tf, quantize, io_dtype, samples, batch_size, sparse=False):
+    extra = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     if quantize is None:
+        if extra:
+            converter.optimizations = extra
         return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT, *extra]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
         return
@@ -222,14 +246,20 @@ def _configure(converter, tf, quantize, io_dtype, samples, batch_size):
             # Each sample has batch 1; repeat it up to the model's fixed batch size.
             yield [np.repeat(a, batch_size, axis=0) for a in sample]
 
-    converter.representative_dataset = representative
+    if samples is not None:
+        # Without samples (a quantization-aware model) the converter takes every range
+        # from the model's FakeQuant ops.
+        converter.representative_dataset = representative
     if quantize == "int8":
         # Let the converter fall back to float where it must; to_tflite then names those
-        # ops and refuses the model unless allow_float_ops=True.
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-            tf.lite.OpsSet.TFLITE_BUILTINS,
-        ]
+        # ops and refuses the model unless allow_float_ops=True. A quantization-aware
+        # model (no samples) must not name the INT8 op set: the converter would then ask
+        # for a representative dataset instead of reading the model's FakeQuant ranges.
+        if samples is not None:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
         if io_dtype in ("int8", "uint8"):
             converter.inference_input_type = tf.int8 if io_dtype == "int8" else tf.uint8
             converter.inference_output_type = converter.inference_input_type

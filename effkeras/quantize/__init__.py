@@ -1,0 +1,216 @@
+"""Quantization-aware training (QAT) and post-training quantization (PTQ) for Keras 3.
+
+The model trained is the model TFLite runs: batch norm is folded into the kernel before
+the weights are fake-quantized (per output channel for convolutions), activations are
+quantized only where TFLite keeps a tensor, and softmax/logistic/tanh use TFLite's fixed
+output ranges. :func:`effkeras.convert.to_tflite` then converts the result to int8 with
+no representative data::
+
+    import effkeras
+    from effkeras.quantize import quantize_model
+
+    ptq = quantize_model(model, calibration_data=x_train[:500])          # PTQ
+    qat = quantize_model(model, calibration_data=x_train[:500])          # QAT ...
+    qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    qat.fit(x_train, y_train, epochs=3, callbacks=[
+        effkeras.callbacks.FreezeBatchNorm(epoch=2),
+        effkeras.callbacks.FreezeQuantRanges(epoch=2),
+    ])
+    tflite = effkeras.convert.to_tflite(qat, quantize="int8")
+
+Importing this module registers the layers with Keras serialization (package
+``"effkeras"``), so ``keras.saving.load_model`` needs no ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+
+from effkeras.errors import QuantizationError
+from effkeras.quantize.layers import (
+    QUANT_LAYERS,
+    QuantConv2D,
+    QuantDense,
+    QuantDepthwiseConv2D,
+    QuantizeActivation,
+)
+from effkeras.quantize.quantizers import (
+    FIXED_OUTPUT_RANGES,
+    quantize_activations,
+    quantize_weights,
+    scale_and_zero_point,
+)
+from effkeras.quantize.transform import QuantizationReport, rewrite
+
+__all__ = [
+    "FIXED_OUTPUT_RANGES",
+    "QuantConv2D",
+    "QuantDense",
+    "QuantDepthwiseConv2D",
+    "QuantizationReport",
+    "QuantizeActivation",
+    "calibrate",
+    "quantization_layers",
+    "quantize_activations",
+    "quantize_model",
+    "quantize_weights",
+    "register",
+    "report",
+    "scale_and_zero_point",
+]
+
+_REPORT_ATTR = "_effkeras_quantization_report"
+
+
+def register() -> dict[str, type]:
+    """Make sure the QAT layers are registered with Keras serialization.
+
+    Importing :mod:`effkeras.quantize` already registers them; this returns the
+    ``{registered name: class}`` mapping (usable as ``custom_objects``) and is a no-op
+    otherwise.
+    """
+    return {keras.saving.get_registered_name(cls): cls for cls in QUANT_LAYERS}
+
+
+def quantization_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every effkeras quantization layer inside ``model`` (nested models included)."""
+    found = model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in found if isinstance(layer, QUANT_LAYERS)]
+
+
+def quantize_model(
+    model: keras.Model,
+    fold_batchnorm: bool = True,
+    *,
+    calibration_data: Any = None,
+    strict: bool = False,
+    range_momentum: float = 0.99,
+    batch_size: int = 32,
+) -> keras.Model:
+    """Rewrite ``model`` into its quantization-aware twin, keeping its trained weights.
+
+    Args:
+        model: a built Sequential or functional Keras 3 model (models nested as layers
+            and residual Add/Concatenate graphs included). Subclassed models cannot be
+            rewritten.
+        fold_batchnorm: fold each BatchNormalization that follows a Conv2D, Depthwise-
+            or SeparableConv2D or Dense into it *with* batch statistics while training
+            (Jacob et al. 2018): the folded kernel is quantized, the output corrected by
+            ``sigma_moving / sigma_batch`` until :class:`effkeras.callbacks.FreezeBatchNorm`.
+            ``False`` folds the moving statistics into kernel and bias once, now, and
+            trains a plain quantized convolution (no batch statistics).
+        calibration_data: inputs (array, ``tf.data.Dataset`` of ``x`` or ``(x, y)``, or
+            an iterable of batches) to set every activation range from its min and max
+            before returning: the result is then a post-training-quantized model ready
+            for ``to_tflite(..., quantize="int8")``, and a good start for QAT. Without
+            it the ranges are set by the first training batch.
+        strict: raise :class:`effkeras.errors.QuantizationError` naming the first layer
+            that cannot be quantized, instead of leaving it in float with a warning.
+        range_momentum: momentum of the activation ranges' moving averages.
+        batch_size: batch size for the calibration pass.
+
+    Returns:
+        A new ``keras.Model`` (not compiled). :func:`report` tells what was quantized.
+
+    Raises:
+        QuantizationError: subclassed or unbuilt model; an unsupported layer with
+            ``strict=True``.
+    """
+    if not isinstance(fold_batchnorm, bool):
+        raise QuantizationError(
+            f"fold_batchnorm must be True or False. Received: fold_batchnorm={fold_batchnorm!r}"
+        )
+    qmodel, rep = rewrite(
+        model, fold_batchnorm=fold_batchnorm, strict=bool(strict), range_momentum=range_momentum
+    )
+    setattr(qmodel, _REPORT_ATTR, rep)
+    if calibration_data is not None:
+        calibrate(qmodel, calibration_data, batch_size=batch_size)
+    return qmodel
+
+
+def _batches(data: Any, batch_size: int) -> Iterable[Any]:
+    if isinstance(data, np.ndarray) or hasattr(data, "__array__") and not hasattr(
+        data, "element_spec"
+    ):
+        arr = np.asarray(data, dtype="float32")
+        for start in range(0, len(arr), batch_size):
+            yield arr[start : start + batch_size]
+        return
+    for item in data:
+        if isinstance(item, tuple | list) and len(item) in (2, 3) and not isinstance(
+            item[0], int | float
+        ):
+            item = item[0]
+        yield item
+
+
+def calibrate(
+    model: keras.Model, data: Any, *, batch_size: int = 32, max_batches: int | None = None
+) -> keras.Model:
+    """Set every activation range of a quantized model to the min/max seen on ``data``.
+
+    This is post-training quantization, as the TFLite converter calibrates; batch-norm
+    statistics and weights do not change.
+
+    Args:
+        model: a model from :func:`quantize_model`.
+        data: inputs as for ``quantize_model(calibration_data=...)``.
+        batch_size: batch size when ``data`` is an array.
+        max_batches: stop after this many batches.
+
+    Returns:
+        ``model``, calibrated in place.
+    """
+    layers = [
+        layer for layer in quantization_layers(model) if getattr(layer, "_fixed_range", None) is None
+    ]
+    if not layers:
+        raise QuantizationError(
+            f"Model {model.name!r} has no effkeras quantization layers to calibrate; "
+            f"call effkeras.quantize.quantize_model(model) first."
+        )
+    for layer in layers:
+        layer.range_seen.assign(0.0)
+        layer._range_mode = "calibrate"
+    seen = 0
+    try:
+        for batch in _batches(data, batch_size):
+            model(batch, training=False)
+            seen += 1
+            if max_batches is not None and seen >= max_batches:
+                break
+    finally:
+        for layer in layers:
+            layer._range_mode = None
+    if not seen:
+        raise QuantizationError("calibrate() received no data: pass at least one batch.")
+    return model
+
+
+def report(model: keras.Model) -> QuantizationReport:
+    """What is quantized and what stays float in a model from :func:`quantize_model`.
+
+    For a model loaded from a file (where the rewrite's record is gone) the report is
+    rebuilt from the layers: effkeras quantization layers are int8, and every other
+    layer with weights is listed as float.
+    """
+    rep = getattr(model, _REPORT_ATTR, None)
+    if rep is not None:
+        return rep
+    if not quantization_layers(model):
+        raise QuantizationError(
+            f"Model {model.name!r} has no effkeras quantization layers: report() describes "
+            f"a model returned by effkeras.quantize.quantize_model(model)."
+        )
+    rep = QuantizationReport()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, QUANT_LAYERS):
+            rep.quantized.append(layer.name)
+        elif layer.weights and not isinstance(layer, keras.Model):
+            rep.float_layers[layer.name] = f"{type(layer).__name__} is not an effkeras layer"
+    return rep

@@ -1,0 +1,433 @@
+"""Rewrite a Sequential or functional Keras model into its quantization-aware twin.
+
+The rewrite walks the layer graph once, in topological order, and mirrors what the TFLite
+converter will emit for each op:
+
+- Conv2D / DepthwiseConv2D / SeparableConv2D / Dense, the BatchNormalization that is the
+  only consumer of their output, and a following ReLU/ReLU6 become one folded layer
+  (:mod:`effkeras.quantize.layers`): one TFLite op, one quantized output.
+- Add, Subtract, Multiply, Concatenate, Average, AveragePooling2D, GlobalAveragePooling
+  and a standalone ReLU get their own output range (TFLite requantizes there); an
+  Add/Concatenate followed only by a ReLU/ReLU6 fuses it and quantizes after it.
+- MaxPooling, Flatten, Reshape, padding, Dropout ... keep the scale of their input.
+- Softmax, sigmoid and tanh get TFLite's fixed output ranges.
+- The model input is quantized; models nested as layers are inlined.
+- Anything else stays float (with a warning, or an error with ``strict=True``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from effkeras.errors import QuantizationError
+from effkeras.quantize import layers as ql
+
+L = keras.layers
+
+#: Layers whose output TFLite stores with the scale and zero point of their input.
+SHARED_SCALE = (
+    L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+    L.Flatten, L.Reshape, L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D,
+    L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
+    L.Identity, L.Permute,
+)
+#: Layers TFLite runs in int8 with an output range of their own.
+OWN_RANGE = (
+    L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
+    L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+)
+#: Layers that fuse a following ReLU/ReLU6 (the TFLite op has a fused activation).
+FUSES_RELU = (L.Add, L.Subtract, L.Multiply, L.Concatenate)
+LINEAR = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Dense)
+FIXED = ("softmax", "sigmoid", "tanh")
+
+
+@dataclass
+class QuantizationReport:
+    """What :func:`quantize_model` did to each layer of the original model.
+
+    Attributes:
+        quantized: names of the original layers simulated in int8.
+        fused: ``{absorbed layer: layer it was folded into}`` (BatchNormalization, ReLU).
+        float_layers: ``{layer name: reason}`` for layers left in float.
+    """
+
+    quantized: list[str] = field(default_factory=list)
+    fused: dict[str, str] = field(default_factory=dict)
+    float_layers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_full_integer(self) -> bool:
+        """True when no layer was left in float."""
+        return not self.float_layers
+
+    def __str__(self) -> str:
+        lines = [f"int8: {len(self.quantized)} layers, fused: {len(self.fused)}, "
+                 f"float: {len(self.float_layers)}"]
+        lines += [f"  float  {name}: {why}" for name, why in self.float_layers.items()]
+        return "\n".join(lines)
+
+
+def _act_name(fn) -> str:
+    name = getattr(fn, "__name__", None) or str(fn)
+    return "linear" if name in ("linear", "identity") else name
+
+
+def relu_kind(layer) -> str | None:
+    """``"relu"`` or ``"relu6"`` when ``layer`` is a ReLU TFLite can fuse, else None."""
+    if isinstance(layer, L.ReLU):
+        if float(layer.negative_slope or 0) != 0 or float(layer.threshold or 0) != 0:
+            return None
+        if layer.max_value is None:
+            return "relu"
+        return "relu6" if float(layer.max_value) == 6.0 else None
+    if isinstance(layer, L.Activation):
+        name = _act_name(layer.activation)
+        return name if name in ("relu", "relu6") else None
+    return None
+
+
+def fixed_kind(layer) -> str | None:
+    """``"softmax"``/``"sigmoid"``/``"tanh"`` for layers with a fixed TFLite output range."""
+    if isinstance(layer, L.Softmax):
+        return "softmax" if layer.axis in (-1, None) else None
+    if isinstance(layer, L.Activation):
+        name = _act_name(layer.activation)
+        return name if name in FIXED else None
+    return None
+
+
+def unsupported_reason(layer) -> str | None:
+    """Why a linear layer cannot be simulated, or None when it can."""
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "channels_first is not TFLite's layout"
+    if isinstance(layer, L.Conv2D) and getattr(layer, "groups", 1) != 1:
+        return f"grouped convolution (groups={layer.groups})"
+    if getattr(layer, "kernel_constraint", None) is not None or getattr(
+        layer, "lora_enabled", False
+    ):
+        return "kernel constraints and LoRA are not simulated"
+    if getattr(layer, "quantization_mode", None):
+        return f"already quantized by Keras ({layer.quantization_mode})"
+    act = _act_name(getattr(layer, "activation", None))
+    if act not in ("linear", "relu", "relu6", *FIXED):
+        return f"activation {act!r} has no int8 TFLite kernel that effkeras simulates"
+    return None
+
+
+def _bn_foldable(bn, rank: int) -> bool:
+    axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
+    return (
+        isinstance(bn, L.BatchNormalization)
+        and axis in (-1, rank - 1)
+        and not getattr(bn, "renorm", False)
+    )
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, i = name, 1
+    while candidate in used:
+        candidate = f"{name}_{i}"
+        i += 1
+    used.add(candidate)
+    return candidate
+
+
+class _Rewriter:
+    def __init__(self, fold_batchnorm: bool, strict: bool, range_momentum: float):
+        self.fold_batchnorm = fold_batchnorm
+        self.strict = strict
+        self.range_momentum = range_momentum
+        self.report = QuantizationReport()
+        self.used: set[str] = set()
+        self.quantized: dict[int, bool] = {}  # id(new tensor) -> on an int8 grid
+        self.requantized: dict[int, Any] = {}  # id(float tensor) -> its quantized twin
+
+    # -- helpers ---------------------------------------------------------------------
+    def name(self, base: str) -> str:
+        return _unique(base, self.used)
+
+    def act_quant(self, x, base: str, fixed: str | None = None):
+        layer = ql.QuantizeActivation(
+            range_momentum=self.range_momentum, fixed_range=fixed, name=self.name(base)
+        )
+        y = layer(x)
+        self.quantized[id(y)] = True
+        return y
+
+    def ensure_quantized(self, x, base: str):
+        if self.quantized.get(id(x)):
+            return x
+        if id(x) not in self.requantized:
+            self.requantized[id(x)] = self.act_quant(x, base)
+        return self.requantized[id(x)]
+
+    def left_float(self, layer, reason: str) -> None:
+        if self.strict:
+            raise QuantizationError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) cannot be quantized: "
+                f"{reason}. Replace it, or pass strict=False to keep it in float "
+                f"(to_tflite(..., allow_float_ops=True) then accepts the float op)."
+            )
+        warnings.warn(
+            f"effkeras.quantize: layer {layer.name!r} ({type(layer).__name__}) stays in "
+            f"float: {reason}.",
+            stacklevel=4,
+        )
+        self.report.float_layers[layer.name] = reason
+
+    def clone(self, layer):
+        config = layer.get_config()
+        config["name"] = self.name(layer.name)
+        return type(layer).from_config(config)
+
+    # -- the graph walk --------------------------------------------------------------
+    def run(self, model, inputs: list) -> list:
+        graph = model
+        if isinstance(model, keras.Sequential):
+            graph = getattr(model, "_functional", None)
+            if graph is None:
+                raise QuantizationError(
+                    f"Sequential model {model.name!r} has no Input: build it with "
+                    f"keras.Input(shape=...) as its first layer before quantizing."
+                )
+        nodes = []
+        for depth in sorted(graph._nodes_by_depth, reverse=True):
+            nodes += graph._nodes_by_depth[depth]
+        consumers: dict[int, list] = {}
+        for node in nodes:
+            for t in node.input_tensors:
+                consumers.setdefault(id(t), []).append(node)
+        outputs = {id(t) for t in graph.outputs}
+
+        def sole_consumer(t):
+            users = consumers.get(id(t), [])
+            if len(users) == 1 and id(t) not in outputs:
+                return users[0]
+            return None
+
+        tensors = {id(k): v for k, v in zip(graph.inputs, inputs, strict=True)}
+        done: set[int] = set()
+        for node in nodes:
+            if node.is_input or id(node) in done or not node.operation:
+                continue
+            if any(id(t) not in tensors for t in node.input_tensors):
+                continue
+            layer = node.operation
+            args, kwargs = node.arguments.fill_in(tensors)
+            kwargs.pop("training", None)
+            if isinstance(layer, LINEAR) and unsupported_reason(layer) is None:
+                out_node, y = self.linear(layer, node, args, sole_consumer, done)
+            elif isinstance(layer, keras.Model):
+                out_node = node
+                ys = self.run(layer, _flat(args))
+                y = ys[0] if len(ys) == 1 else ys
+            else:
+                out_node, y = self.other(layer, node, args, kwargs, sole_consumer, done)
+            ys = y if isinstance(y, list | tuple) else [y]
+            for k, v in zip(out_node.outputs, ys, strict=True):
+                tensors[id(k)] = v
+        return [tensors[id(t)] for t in graph.outputs]
+
+    def linear(self, layer, node, args, sole_consumer, done):
+        x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
+        out_node = node
+        act = _act_name(layer.activation)
+        bn = None
+        rank = len(node.outputs[0].shape)
+        if act == "linear":
+            nxt = sole_consumer(out_node.outputs[0])
+            if nxt is not None and _bn_foldable(nxt.operation, rank):
+                bn, out_node = nxt.operation, nxt
+                done.add(id(nxt))
+                self.report.fused[bn.name] = layer.name
+            nxt = sole_consumer(out_node.outputs[0])
+            if nxt is not None and relu_kind(nxt.operation):
+                act = relu_kind(nxt.operation)
+                out_node = nxt
+                done.add(id(nxt))
+                self.report.fused[nxt.operation.name] = layer.name
+        post = None
+        if act in FIXED:
+            post, act = act, "linear"
+        dynamic_bn = bn is not None and self.fold_batchnorm
+        common = {
+            "activation": None if act == "linear" else act,
+            "batch_norm": dynamic_bn,
+            "range_momentum": self.range_momentum,
+        }
+        if dynamic_bn:
+            common.update(
+                bn_momentum=float(bn.momentum), bn_epsilon=float(bn.epsilon),
+                bn_center=bool(bn.center), bn_scale=bool(bn.scale),
+            )
+        if isinstance(layer, L.SeparableConv2D):
+            dw = ql.QuantDepthwiseConv2D(
+                layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                depth_multiplier=layer.depth_multiplier, dilation_rate=layer.dilation_rate,
+                use_bias=False, range_momentum=self.range_momentum,
+                name=self.name(f"{layer.name}_depthwise"),
+            )
+            x = dw(x)
+            dw.kernel.assign(layer.depthwise_kernel)
+            new = ql.QuantConv2D(
+                layer.filters, 1, use_bias=layer.use_bias, name=self.name(layer.name), **common
+            )
+            kernel = layer.pointwise_kernel
+        elif isinstance(layer, L.DepthwiseConv2D):
+            new = ql.QuantDepthwiseConv2D(
+                layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                depth_multiplier=layer.depth_multiplier, dilation_rate=layer.dilation_rate,
+                use_bias=layer.use_bias, name=self.name(layer.name), **common,
+            )
+            kernel = layer.kernel
+        elif isinstance(layer, L.Conv2D):
+            new = ql.QuantConv2D(
+                layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                dilation_rate=layer.dilation_rate, use_bias=layer.use_bias,
+                name=self.name(layer.name), **common,
+            )
+            kernel = layer.kernel
+        else:
+            new = ql.QuantDense(
+                layer.units, use_bias=layer.use_bias, name=self.name(layer.name), **common
+            )
+            kernel = layer.kernel
+        static_bn = bn is not None and not self.fold_batchnorm
+        if static_bn and not layer.use_bias:
+            new.use_bias = True  # the statically folded batch norm needs a bias
+        y = new(x)
+        kernel = _numpy(kernel)
+        bias = (
+            _numpy(layer.bias) if layer.use_bias
+            else np.zeros(kernel.shape[-1] if not isinstance(layer, L.DepthwiseConv2D)
+                          else kernel.shape[2] * kernel.shape[3], "float32")
+        )
+        if static_bn:
+            kernel, bias = _fold_static(new, kernel, bias, bn)
+        new.kernel.assign(kernel)
+        if new.use_bias:
+            new.bias.assign(bias)
+        if dynamic_bn:
+            for attr in ("gamma", "beta", "moving_mean", "moving_variance"):
+                source = getattr(bn, attr, None)
+                if source is not None and getattr(new, attr, None) is not None:
+                    getattr(new, attr).assign(source)
+        self.quantized[id(y)] = True
+        self.report.quantized.append(layer.name)
+        if post is not None:
+            y = keras.layers.Activation(post, name=self.name(f"{layer.name}_{post}"))(y)
+            y = self.act_quant(y, f"{layer.name}_{post}_quant", fixed=post)
+        return out_node, y
+
+    def other(self, layer, node, args, kwargs, sole_consumer, done):
+        flat = _flat(args)
+        if isinstance(layer, SHARED_SCALE):
+            y = self.clone(layer)(*args, **kwargs)
+            self.quantized[id(y)] = all(self.quantized.get(id(t), False) for t in flat)
+            self.report.quantized.append(layer.name)
+            return node, y
+        fixed = fixed_kind(layer)
+        relu = relu_kind(layer)
+        if isinstance(layer, OWN_RANGE) or fixed or relu:
+            qargs = _map_flat(args, lambda t: self.ensure_quantized(t, f"{layer.name}_input_quant"))
+            y = self.clone(layer)(*qargs, **kwargs)
+            out_node = node
+            if isinstance(layer, FUSES_RELU):
+                nxt = sole_consumer(node.outputs[0])
+                if nxt is not None and relu_kind(nxt.operation):
+                    y = self.clone(nxt.operation)(y)
+                    out_node = nxt
+                    done.add(id(nxt))
+                    self.report.fused[nxt.operation.name] = layer.name
+            y = self.act_quant(y, f"{out_node.operation.name}_quant", fixed=fixed)
+            self.report.quantized.append(layer.name)
+            return out_node, y
+        if isinstance(layer, LINEAR):
+            reason = unsupported_reason(layer)
+        elif isinstance(layer, L.BatchNormalization):
+            reason = "a BatchNormalization that does not follow a Conv2D/Dense alone"
+        else:
+            reason = f"no int8 simulation for {type(layer).__name__}"
+        self.left_float(layer, reason)
+        new = self.clone(layer)
+        y = new(*args, **kwargs)
+        if layer.weights:
+            new.set_weights(layer.get_weights())
+        for t in _flat_out(y):
+            self.quantized[id(t)] = False
+        return node, y
+
+
+def _flat(args) -> list:
+    return list(keras.tree.flatten(args))
+
+
+def _flat_out(y) -> list:
+    return list(keras.tree.flatten(y))
+
+
+def _map_flat(args, fn):
+    return keras.tree.map_structure(fn, args)
+
+
+def _numpy(variable) -> np.ndarray:
+    return np.array(variable.numpy(), dtype="float32")
+
+
+def _fold_static(new, kernel, bias, bn):
+    """Fold a batch norm's moving statistics into (kernel, bias) once (no batch stats)."""
+    gamma = _numpy(bn.gamma) if bn.scale else 1.0
+    beta = _numpy(bn.beta) if bn.center else 0.0
+    mean = _numpy(bn.moving_mean)
+    var = _numpy(bn.moving_variance)
+    factor = gamma / np.sqrt(var + bn.epsilon)
+    if isinstance(new, ql.QuantDepthwiseConv2D):
+        kernel = kernel * factor.reshape(kernel.shape[2], kernel.shape[3])
+    else:
+        kernel = kernel * factor
+    return kernel.astype("float32"), ((bias - mean) * factor + beta).astype("float32")
+
+
+def rewrite(
+    model, *, fold_batchnorm: bool, strict: bool, range_momentum: float
+) -> tuple[keras.Model, QuantizationReport]:
+    """The quantization-aware twin of ``model`` and what was done to each layer."""
+    if not isinstance(model, keras.Model):
+        raise QuantizationError(
+            f"quantize_model expects a keras.Model (Keras 3). Received: "
+            f"{type(model).__module__}.{type(model).__name__}."
+        )
+    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
+        raise QuantizationError(
+            f"Model {model.name!r} is a subclassed {type(model).__name__}: its call() is "
+            f"Python code that quantize_model cannot rewrite. Rebuild it as a functional "
+            f"or Sequential model (keras.Model(inputs, outputs)), or build the quantized "
+            f"layers yourself from effkeras.quantize (QuantConv2D, QuantDense, "
+            f"QuantizeActivation)."
+        )
+    if not model.built or not model.inputs:
+        raise QuantizationError(
+            f"Model {model.name!r} is not built: give it an Input layer "
+            f"(keras.Input(shape=...)) before quantizing."
+        )
+    rewriter = _Rewriter(fold_batchnorm, strict, range_momentum)
+    graph_inputs = model.inputs
+    inputs = []
+    for t in graph_inputs:
+        name = rewriter.name(getattr(t, "name", None) or "input")
+        inputs.append(keras.Input(batch_shape=t.shape, dtype=t.dtype, name=name))
+    quantized_inputs = [rewriter.act_quant(t, f"{t.name}_quant") for t in inputs]
+    outputs = rewriter.run(model, quantized_inputs)
+    new = keras.Model(
+        inputs if len(inputs) > 1 else inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=f"{model.name}_quantized",
+    )
+    return new, rewriter.report
