@@ -1,0 +1,284 @@
+"""``strip_pruning``: the plain Keras model, with pruned weights zero and pruned channels gone.
+
+Every :class:`~effkeras.prune.PruneLowMagnitude` becomes its wrapped layer holding
+``weight * mask``; every :class:`~effkeras.prune.ChannelFollower` its wrapped layer.
+For channel pruning the model is then made *smaller*: each channel that is exactly zero
+everywhere in its channel space (see :mod:`effkeras.prune.graph`) is removed from the
+layers producing it, from the batch norm / depthwise layers inside the space, and from
+the input of the layers consuming it (Conv, Dense, Dense after Flatten, across residual
+``Add``). Zero is checked, not assumed, so the smaller model computes what the masked
+one did, within float rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from effkeras.errors import PruningError
+from effkeras.prune.graph import channel_spaces, inner, keeps_zero, kind, layer_graph
+from effkeras.prune.measure import model_cost
+from effkeras.prune.structures import Channel
+from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude
+
+
+def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _zero_channels(layer: Any, z_in: np.ndarray | None, channels: int) -> np.ndarray:
+    """Which output channels of a node are exactly zero, given its input's zero channels."""
+    none = np.zeros(channels, dtype=bool)
+    k = kind(layer)
+    if k == "source":
+        if isinstance(layer, PruneLowMagnitude) and isinstance(layer.structure, Channel):
+            return layer.channel_keep() == 0
+        return none
+    if k == "pass":
+        carried = z_in if (z_in is not None and z_in.size == channels and keeps_zero(layer)) else none
+        if isinstance(layer, ChannelFollower):
+            return (ops.convert_to_numpy(layer.channel_mask.value) == 0) | carried
+        return carried
+    return none
+
+
+def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
+    """Fill ``plan``: id(layer) -> {"out"|"in"|"member"|"rows": indices to keep}."""
+    graph = layer_graph(model)
+    if graph is None:
+        return
+    spaces, index = channel_spaces(graph)
+    zero: dict[int, np.ndarray] = {}
+    for node in graph.nodes:
+        channels = [int(graph.shapes[t][-1]) if graph.shapes[t] else 0 for t in node.outputs]
+        if kind(node.layer) == "merge":
+            ins = [zero.get(t) for t in node.inputs]
+            ok = all(z is not None and z.size == channels[0] for z in ins)
+            zero[node.outputs[0]] = (
+                np.logical_and.reduce(ins) if ok and ins else np.zeros(channels[0], bool)
+            )
+            continue
+        z_in = zero.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        for t, c in zip(node.outputs, channels, strict=True):
+            zero[t] = _zero_channels(node.layer, z_in, c)
+    for space in spaces:
+        if not space.shrinkable or not space.sources or space.channels <= 1:
+            continue
+        dead = np.logical_and.reduce(
+            [zero.get(t, np.zeros(space.channels, bool)) for t in space.tensors]
+        )
+        if not dead.any() or dead.all():
+            continue
+        keep = np.flatnonzero(~dead)
+        for node in space.sources:
+            plan.setdefault(id(node.layer), {})["out"] = keep
+        for node in space.members:
+            plan.setdefault(id(node.layer), {})["member"] = keep
+        for node in space.consumers:
+            plan.setdefault(id(node.layer), {})["in"] = keep
+        for flatten, denses in space.flatten_consumers:
+            spatial = int(np.prod(graph.shapes[flatten.inputs[0]][1:-1]))
+            rows = (np.arange(spatial)[:, None] * space.channels + keep[None, :]).ravel()
+            for dense in denses:
+                plan.setdefault(id(dense.layer), {})["rows"] = rows
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _plan(layer, plan)
+
+
+def _named_weights(layer: Any) -> list[tuple[str, np.ndarray]]:
+    """(short name, value) of the plain layer's weights, masks applied."""
+    base = inner(layer)
+    masked = {}
+    keep = None
+    if isinstance(layer, PruneLowMagnitude) and layer.built:
+        masked = {
+            id(w): m for w, m in zip(layer.prunable_weights, layer.masked_weights(), strict=True)
+        }
+        keep = layer.channel_keep()
+    elif isinstance(layer, ChannelFollower) and layer.built:
+        keep = ops.convert_to_numpy(layer.channel_mask.value)
+    out = []
+    for v in base.weights:
+        name = v.name.split("/")[-1]
+        value = masked.get(id(v), ops.convert_to_numpy(v.value))
+        # Fold the output channel mask into the weights, so a pruned channel is zero in
+        # the plain layer too (exact when its activation maps 0 to 0).
+        if keep is not None and name in ("bias", "gamma", "beta") and value.shape == keep.shape:
+            value = value * keep
+        elif keep is not None and isinstance(layer, ChannelFollower) and name == "kernel":
+            value = value * keep.reshape(-1, 1) if value.ndim >= 2 else value
+        out.append((name, value))
+    return out
+
+
+def _zero_rows(w: np.ndarray, keep: np.ndarray, axis: int) -> np.ndarray:
+    mask = np.zeros(w.shape[axis], dtype=w.dtype)
+    mask[keep] = 1
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return w * mask.reshape(shape)
+
+
+def _slice(
+    layer: Any, weights: list[tuple[str, np.ndarray]], plan: dict, remove: bool = True
+) -> list[np.ndarray]:
+    base = inner(layer)
+    separable = isinstance(base, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D)
+    if not remove:
+        # Keep every channel, but zero the consumers' weights for the dead ones, so the
+        # plain model computes what the masked one did.
+        out = []
+        for name, w in weights:
+            if "in" in plan and w.ndim > 1 and name != "depthwise_kernel":
+                keep = plan["in"]
+                if separable:
+                    m = int(base.depth_multiplier)
+                    keep = (keep[:, None] * m + np.arange(m)[None, :]).ravel()
+                w = _zero_rows(w, keep, w.ndim - 2)
+            if "rows" in plan and w.ndim == 2 and name == "kernel":
+                w = _zero_rows(w, plan["rows"], 0)
+            out.append(w)
+        return out
+    out = []
+    for name, w in weights:
+        if "member" in plan:
+            keep = plan["member"]
+            w = w[keep] if w.ndim == 1 else np.take(w, keep, axis=-2)
+        if "in" in plan and w.ndim > 1:
+            keep = plan["in"]
+            if separable and name == "pointwise_kernel":
+                m = int(base.depth_multiplier)
+                keep = (keep[:, None] * m + np.arange(m)[None, :]).ravel()
+            w = np.take(w, keep, axis=-2)
+        if "rows" in plan and w.ndim == 2 and name == "kernel":
+            w = w[plan["rows"]]
+        if "out" in plan and not (separable and name == "depthwise_kernel"):
+            w = np.take(w, plan["out"], axis=-1)
+        out.append(w)
+    return out
+
+
+def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
+    """Remove pruning wrappers; for channel pruning, remove the pruned channels too.
+
+    Args:
+        model: a model made by :func:`~effkeras.prune.prune_low_magnitude` (Sequential
+            or Functional, nested models included), or a single pruned layer.
+        remove_channels: physically remove channels that channel pruning zeroed (the
+            result has fewer filters, and its batch norm, depthwise and consuming
+            layers fewer channels). With False, every channel stays: pruned filters,
+            and the consuming layers' weights for them, are zeros.
+
+    Returns:
+        A new plain Keras model (or layer) with no effkeras pruning layers, whose
+        outputs equal the pruned model's (inference mode) within float tolerance.
+    """
+    if isinstance(model, PruneLowMagnitude):
+        layer = _copy(model.layer)
+        layer.build_from_config(model.layer.get_build_config()) if model.built else None
+        if model.built:
+            layer.set_weights([w for _, w in _named_weights(model)])
+        return layer
+    if not isinstance(model, keras.Model) or layer_graph(model) is None:
+        raise PruningError(
+            f"strip_pruning takes a built Sequential or Functional model made by "
+            f"prune_low_magnitude, or a PruneLowMagnitude layer. Received: "
+            f"{type(model).__name__} {getattr(model, 'name', '')!r}. For a subclassed model, "
+            f"call strip_pruning(layer) on each pruned layer and put the results in its place."
+        )
+    plan: dict[int, dict[str, np.ndarray]] = {}
+    _plan(model, plan)
+    pairs: list[tuple[Any, Any]] = []
+
+    def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = inner(layer).get_config()
+        keep = plan.get(id(layer), {}).get("out") if remove_channels else None
+        if keep is not None:
+            config["filters" if "filters" in config else "units"] = int(keep.size)
+        new = inner(layer).__class__.from_config(config)
+        pairs.append((layer, new))
+        return new
+
+    stripped = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    for old, new in pairs:
+        if inner(old).weights:
+            new.set_weights(
+                _slice(old, _named_weights(old), plan.get(id(old), {}), remove_channels)
+            )
+    return stripped
+
+
+@dataclass
+class StripReport:
+    """Params and MACs (batch 1) of a model before and after :func:`strip_pruning`."""
+
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def params_ratio(self) -> float:
+        return self.params_after / max(self.params_before, 1)
+
+    @property
+    def macs_ratio(self) -> float:
+        return self.macs_after / max(self.macs_before, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "params_ratio": self.params_ratio,
+            "macs_ratio": self.macs_ratio,
+            "layers": [dict(r) for r in self.layers],
+        }
+
+    def table(self) -> str:
+        lines = [f"{'layer':<28}{'params':>18}{'MACs':>22}{'channels':>14}"]
+        for r in self.layers:
+            lines.append(
+                f"{r['name']:<28}{r['params_before']:>8} -> {r['params_after']:<7}"
+                f"{r['macs_before']:>10} -> {r['macs_after']:<9}"
+                f"{r['channels_before']:>5} -> {r['channels_after']:<5}"
+            )
+        lines.append(
+            f"{'total':<28}{self.params_before:>8} -> {self.params_after:<7}"
+            f"{self.macs_before:>10} -> {self.macs_after:<9}"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def strip_report(before: keras.Model, after: keras.Model) -> StripReport:
+    """Compare params and MACs of a pruned model and its stripped version, per layer."""
+    a, b = model_cost(before), model_cost(after)
+    after_rows = {r.name: r for r in b["layers"]}
+    rows = []
+    for r in a["layers"]:
+        s = after_rows.get(r.name)
+        if s is None:
+            continue
+        rows.append(
+            {
+                "name": r.name,
+                "type": r.type,
+                "params_before": r.params,
+                "params_after": s.params,
+                "macs_before": r.macs,
+                "macs_after": s.macs,
+                "channels_before": int(r.output_shape[-1]) if r.output_shape else 0,
+                "channels_after": int(s.output_shape[-1]) if s.output_shape else 0,
+            }
+        )
+    return StripReport(a["params"], b["params"], a["macs"], b["macs"], rows)
