@@ -6,6 +6,8 @@
     effkeras profile  MODEL [--board NAME] [--json]
     effkeras carray   MODEL.tflite [--name NAME] [--out DIR] [--force]
     effkeras sketch   MODEL.tflite --out DIR [--board NAME] [--labels a,b,c] [--force]
+    effkeras bench    MODEL --target litert|tflm|android[:SERIAL]|serial:PORT|estimate:BOARD
+    effkeras bench compare A.tflite B.tflite ... --target T
     effkeras boards   [--json]
 
 Bad input prints one line "effkeras: error: ..." to stderr and exits with code 2.
@@ -270,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-file", help="file with one class label a line")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_sketch)
+
+    from effkeras.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
 
     p = sub.add_parser("boards", help="list the known boards")
     p.add_argument("--json", action="store_true")

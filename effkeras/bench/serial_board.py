@@ -1,0 +1,255 @@
+"""Benchmark on a board: speak the generated Arduino sketch's serial protocol with pyserial.
+
+The protocol is :mod:`effkeras.deploy.protocol` (``INFO``, ``BENCH <n>``, ``EFK ...`` lines).
+The steps:
+
+1. **Handshake**: open the port and send ``INFO`` (any command also stops the sketch's
+   periodic ``DEMO`` lines) until an ``INFO`` line arrives; ``READY``/``DEMO`` lines and
+   log lines (no ``EFK`` prefix) are skipped. A board that resets when the port opens
+   gets ``INFO`` again every :data:`HANDSHAKE_RETRY_S` seconds.
+2. **Model check**: the INFO line's size, sha256 prefix and FNV-1a checksum must be those
+   of the model given, and the board's own checksum check (``fnv_ok``) must pass, or
+   :class:`~effkeras.errors.ModelMismatchError`: the figures would belong to another model.
+3. ``BENCH <warmup>`` (discarded), then ``BENCH <runs>``: one ``BENCH i=.. us=..`` line per
+   inference and ``BENCH_DONE``; indices must come in order.
+
+Nothing waits forever: each line has ``timeout`` seconds to arrive (:class:`DeviceError`
+"timed out"), the handshake has ``handshake_timeout`` seconds in all, more than
+:data:`MAX_GARBAGE_LINES` unusable lines in a row (wrong baud rate, another program on the
+port) raise, a protocol line that does not parse raises, and a port that disappears
+(unplugged board) raises. The port is always closed.
+
+``pyserial`` is imported only here (``pip install effkeras[boards]``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from effkeras.convert.c_array import fnv1a32
+from effkeras.convert.flatbuffer import TFLiteModel
+from effkeras.deploy import protocol
+from effkeras.errors import DeviceError, ModelMismatchError
+
+#: Seconds between INFO requests while waiting for the handshake.
+HANDSHAKE_RETRY_S = 1.0
+#: Consecutive lines that are neither protocol nor printable log text before giving up.
+MAX_GARBAGE_LINES = 50
+#: Consecutive non-protocol (log) lines tolerated while waiting for one answer.
+MAX_LOG_LINES = 500
+
+
+class _LineTimeout(DeviceError):
+    """No line arrived in time (internal: the handshake retries on it)."""
+
+
+def _open(port: str, baud: int, read_timeout: float):
+    try:
+        import serial
+    except ImportError:
+        raise DeviceError(
+            "The serial target needs pyserial: pip install pyserial (or effkeras[boards])."
+        ) from None
+    try:
+        return serial.Serial(port, baudrate=baud, timeout=read_timeout, write_timeout=5)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise DeviceError(
+            f"Could not open serial port {port!r}: {exc}. Check the port name (ls /dev/tty* or "
+            f"the Arduino IDE's Tools > Port) and that no serial monitor holds it."
+        ) from None
+
+
+class BoardClient:
+    """A line-oriented client of the sketch protocol on an open serial port.
+
+    Args:
+        port: the serial device (``/dev/ttyACM0``, ``COM3``, a pty path).
+        baud: :data:`effkeras.deploy.protocol.BAUD` unless the sketch was changed.
+        timeout: seconds a single expected line may take (per inference: keep it above
+            the slowest inference).
+    """
+
+    def __init__(self, port: str, baud: int = protocol.BAUD, timeout: float = 10.0):
+        self.port = port
+        self.timeout = float(timeout)
+        self._serial = _open(port, baud, read_timeout=0.05)
+        self._buf = b""
+        self.log: list[str] = []
+        self.garbage_seen = False
+
+    def close(self) -> None:
+        try:
+            self._serial.close()
+        except Exception:  # noqa: BLE001 - closing a vanished port may raise anything
+            pass
+
+    def __enter__(self) -> BoardClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- raw lines ---------------------------------------------------------------
+    def send(self, text: str) -> None:
+        try:
+            self._serial.write(text.encode("ascii"))
+            self._serial.flush()
+        except Exception as exc:  # SerialException, SerialTimeoutException, OSError
+            raise DeviceError(
+                f"Writing to {self.port} failed ({exc}); the board was disconnected?"
+            ) from None
+
+    def read_line(self, deadline: float, waiting_for: str) -> bytes:
+        """One line (without its end) before ``deadline`` (time.monotonic), or DeviceError."""
+        while b"\n" not in self._buf:
+            if time.monotonic() >= deadline:
+                raise _LineTimeout(
+                    f"Timed out waiting for {waiting_for} from {self.port}. Is the effkeras "
+                    f"sketch uploaded and running, and the baud rate {self._serial.baudrate}? "
+                    f"Last log lines: {self.log[-3:]}"
+                )
+            try:
+                chunk = self._serial.read(max(1, getattr(self._serial, "in_waiting", 0) or 1))
+            except Exception as exc:  # SerialException / OSError when the device vanishes
+                raise DeviceError(
+                    f"The board on {self.port} disconnected while the host waited for "
+                    f"{waiting_for} ({type(exc).__name__}: {exc})."
+                ) from None
+            self._buf += chunk
+            if len(self._buf) > 4096 and b"\n" not in self._buf:
+                raise DeviceError(
+                    f"{self.port} sent 4 KiB without a line end while the host waited for "
+                    f"{waiting_for}. Wrong baud rate (the sketch uses {protocol.BAUD}), or "
+                    f"not the effkeras sketch?"
+                )
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.rstrip(b"\r")
+
+    def read_message(self, types: tuple[str, ...], deadline: float, waiting_for: str
+                     ) -> dict[str, Any]:
+        """The next protocol line of one of ``types``; log lines are kept in ``self.log``.
+
+        ``ERROR`` lines raise; ``READY``/``DEMO``/``OK`` lines are skipped unless asked for.
+        """
+        garbage = 0
+        logs = 0
+        while True:
+            raw = self.read_line(deadline, waiting_for)
+            if not protocol.is_protocol_line(raw):
+                text = raw.decode("ascii", errors="replace")
+                printable = raw and all(32 <= b < 127 or b == 9 for b in raw)
+                if printable or not raw:
+                    self.log.append(text)
+                    logs += 1
+                    garbage = 0 if printable else garbage
+                else:
+                    garbage += 1
+                    self.garbage_seen = True
+                if garbage > MAX_GARBAGE_LINES or logs > MAX_LOG_LINES:
+                    raise DeviceError(
+                        f"{self.port} sends lines that are not the effkeras protocol while "
+                        f"the host waits for {waiting_for} (e.g. {text[:60]!r}). Wrong baud "
+                        f"rate (the sketch uses {protocol.BAUD}), or not the effkeras sketch?"
+                    )
+                continue
+            try:
+                msg = protocol.parse_line(raw)
+            except ValueError as exc:
+                raise DeviceError(f"Garbled line from {self.port}: {exc}") from None
+            if msg["type"] == "ERROR":
+                raise DeviceError(f"The board answered ERROR msg={msg['msg']} while the host "
+                                  f"waited for {waiting_for}.")
+            if msg["type"] in types:
+                return msg
+            # READY after a reset, DEMO from the periodic demo, a stray OK: skip.
+
+    # ---- protocol ----------------------------------------------------------------
+    def handshake(self, handshake_timeout: float = 8.0) -> dict[str, Any]:
+        """Send INFO until the INFO line arrives; returns it parsed."""
+        end = time.monotonic() + handshake_timeout
+        while True:
+            self.send(protocol.CMD_INFO + "\n")
+            retry = min(end, time.monotonic() + HANDSHAKE_RETRY_S)
+            try:
+                return self.read_message(("INFO",), retry, "the INFO line (handshake)")
+            except _LineTimeout:
+                if time.monotonic() >= end:
+                    junk = (" It sent bytes that are not text: wrong baud rate (the sketch "
+                            f"uses {protocol.BAUD})?") if self.garbage_seen else ""
+                    raise DeviceError(
+                        f"No INFO answer from {self.port} within {handshake_timeout:g} s.{junk} Is "
+                        f"the effkeras sketch uploaded and running, the baud rate "
+                        f"{self._serial.baudrate}, and no serial monitor open? Last log "
+                        f"lines: {self.log[-3:]}"
+                    ) from None
+
+    def bench(self, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``BENCH n``: the n BENCH lines and the BENCH_DONE line."""
+        self.send(protocol.bench_command(n))
+        lines = []
+        for i in range(n):
+            msg = self.read_message(("BENCH",), time.monotonic() + self.timeout,
+                                    f"BENCH line {i} of {n}")
+            if msg["i"] != i:
+                raise DeviceError(f"BENCH lines out of order from {self.port}: expected i={i}, "
+                                  f"got i={msg['i']}.")
+            lines.append(msg)
+        done = self.read_message(("BENCH_DONE",), time.monotonic() + self.timeout, "BENCH_DONE")
+        if done["n"] != n:
+            raise DeviceError(f"BENCH_DONE reports n={done['n']}, expected {n}.")
+        return lines, done
+
+
+def expected_info(model: TFLiteModel) -> dict[str, Any]:
+    """The INFO fields that identify this model: size, sha256 prefix, FNV-1a checksum."""
+    return {"bytes": model.size_bytes, "sha256": model.sha256[:16], "fnv": fnv1a32(model.data)}
+
+
+def run_serial(
+    model: TFLiteModel,
+    port: str,
+    runs: int,
+    warmup: int,
+    baud: int = protocol.BAUD,
+    timeout: float = 10.0,
+    handshake_timeout: float | None = None,
+) -> dict[str, Any]:
+    """Handshake, check the model, run the benchmark.
+
+    ``timeout`` bounds the wait for each line; ``handshake_timeout`` (default: ``timeout``)
+    the whole handshake, which must cover a board's reset when the port opens.
+
+    Returns:
+        ``{info, samples_us, done, warmup_us, argmax, expected_argmax, log}``.
+
+    Raises:
+        ModelMismatchError: the board runs another model (or its copy is corrupt).
+        DeviceError: port, timeout, garbage, disconnect or an ERROR line.
+    """
+    if runs > protocol.MAX_BENCH or warmup > protocol.MAX_BENCH:
+        raise DeviceError(f"The sketch runs at most {protocol.MAX_BENCH} inferences per BENCH. "
+                          f"Received: runs={runs}, warmup={warmup}")
+    with BoardClient(port, baud, timeout) as client:
+        info = client.handshake(timeout if handshake_timeout is None else handshake_timeout)
+        problems = protocol.info_mismatches(info, expected_info(model))
+        if problems:
+            raise ModelMismatchError(
+                f"The board on {port} does not run this model ({model.source}): "
+                + "; ".join(problems)
+                + ". Upload the sketch generated for it (effkeras sketch MODEL --out DIR)."
+            )
+        warm_us: list[int] = []
+        if warmup:
+            warm_lines, _ = client.bench(warmup)
+            warm_us = [m["us"] for m in warm_lines]
+        lines, done = client.bench(runs)
+        return {
+            "info": info,
+            "samples_us": [float(m["us"]) for m in lines],
+            "warmup_us": warm_us,
+            "done": done,
+            "argmax": sorted({m["argmax"] for m in lines}),
+            "expected_argmax": info.get("expected_argmax"),
+            "log": client.log[-20:],
+        }
