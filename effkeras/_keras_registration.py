@@ -57,7 +57,10 @@ def install() -> None:
     if "keras" in sys.modules:
         register_now()
         return
-    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow") is None:
+    try:
+        if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow") is None:
+            return
+    except (ImportError, ValueError):  # a broken or blocked installation: nothing to register
         return
     if not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterKerasImport())
