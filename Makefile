@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= demo_out
 
-.PHONY: demo test lint venv examples clean
+.PHONY: demo test lint venv examples notebooks clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ examples: venv
 	$(VENV)/bin/effkeras demo --out build/examples
 	rm -rf tflite_models deploy
 	cp -r build/examples/tflite_models build/examples/deploy .
+
+# Builds notebooks/*.ipynb from notebooks/src/*.py and executes them (saved outputs are real).
+notebooks: venv
+	$(PY) notebooks/make_notebooks.py
 
 clean:
 	rm -rf $(VENV) build demo_out

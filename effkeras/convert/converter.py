@@ -8,6 +8,7 @@ to the same bytes.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -195,6 +196,11 @@ def to_tflite(
             f"microcontrollers needs static shapes. Give the Input layer a full shape."
         )
 
+    # TensorFlow logs "Assets written to ..." through Python logging during the export;
+    # keep it (and the converter's C++ chatter, captured below) out of the user's output.
+    tf_logger = logging.getLogger("tensorflow")
+    saved_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="effkeras_export_") as tmp, capture_fds() as log:
         try:
             export_sig = signature if len(signature) > 1 else [signature[0]]
@@ -206,6 +212,7 @@ def to_tflite(
             err = exc
         else:
             err = None
+    tf_logger.setLevel(saved_level)
     if err is not None:
         tail = "\n".join(line for line in log.text.splitlines()[-15:] if "error" in line.lower())
         raise ConversionError(
