@@ -9,7 +9,11 @@ The public API, in one place:
 - ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
 - ``effkeras.boards``: the board table (``BOARDS``, ``get_board``, ``custom_board``).
 - ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``).
-- ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``.
+- ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``, ``UpdatePruningStep``,
+  ``PruningSummaries``, ``PreserveSparsity``.
+- ``effkeras.prune``: pruning (``prune_low_magnitude``, schedules, ``strip_pruning``).
+- ``effkeras.text``: projection text models (``Projector``, ``build_sgnn``, ``build_prado``).
+- ``effkeras.bench``: latency on host, TFLM, Android, a board over serial, or an estimate.
 - ``effkeras.data``: the datasets the demo and benchmarks use.
 - ``effkeras.errors``: every exception effkeras raises.
 
@@ -31,7 +35,7 @@ _install_keras_registration()
 
 def __getattr__(name: str):
     # effkeras.quantize and effkeras.callbacks need Keras: import them on first use.
-    if name in ("quantize", "callbacks", "prune"):
+    if name in ("quantize", "callbacks", "prune", "text"):
         import importlib
 
         return importlib.import_module(f"effkeras.{name}")

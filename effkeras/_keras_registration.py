@@ -21,7 +21,7 @@ import importlib.util
 import sys
 
 #: Modules whose import registers Keras objects.
-REGISTERING_MODULES = ("effkeras.quantize", "effkeras.callbacks")
+REGISTERING_MODULES = ("effkeras.quantize", "effkeras.callbacks", "effkeras.text.layers")
 
 
 def register_now() -> None:

@@ -79,3 +79,17 @@ def test_bad_threads_and_kernels(int8_tflite):
         LiteRTRunner(int8_tflite, num_threads=0)
     with pytest.raises(ValueError, match="kernels must be one of"):
         LiteRTRunner(int8_tflite, kernels="gpu")
+
+
+def test_arena_probe_survives_a_crashing_interpreter(monkeypatch, int8_io_tflite):
+    """TFLM can segfault at arena sizes just below the need: probes run in a forked child."""
+    import os
+    import signal
+
+    from effkeras.runtime import tflm
+
+    def crash(model, arena_size):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(tflm, "_loads_with_in_process", crash)
+    assert tflm._loads_with(read_tflite(int8_io_tflite), 4096) is False

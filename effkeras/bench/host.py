@@ -267,9 +267,13 @@ class _Child:
         feeds = []
         for t in model.inputs:
             dt = t.numpy_dtype
-            if np.issubdtype(dt, np.integer):
+            if np.issubdtype(dt, np.integer) and t.quantization is not None:
+                # quantized real values: any integer of the type is a valid input
                 info = np.iinfo(dt)
                 feeds.append(rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(dt))
+            elif np.issubdtype(dt, np.integer):
+                # plain integers (token ids, indices): 0 is valid for any lookup table
+                feeds.append(np.zeros(t.shape, dt))
             else:
                 feeds.append(rng.random(t.shape).astype(dt))
         self.rss_before = _rss_now()

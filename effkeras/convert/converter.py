@@ -82,6 +82,21 @@ def is_quantization_aware(model: Any) -> bool:
     return any(getattr(type(layer), "_effkeras_quantized", False) for layer in layers)
 
 
+def _fake_quant_only(model: Any):
+    """Context in which effkeras quantization layers trace only their FakeQuant ops.
+
+    At inference they also simulate the int8 kernels' rounding, with ops the converter
+    must not see; :func:`effkeras.quantize.export_graph` turns that off while exporting.
+    """
+    import contextlib
+
+    if not is_quantization_aware(model):
+        return contextlib.nullcontext()
+    from effkeras.quantize.quantizers import export_graph
+
+    return export_graph()
+
+
 def _load_if_path(model: Any):
     if isinstance(model, str | os.PathLike):
         path = os.fspath(model)
@@ -138,6 +153,10 @@ def to_tflite(
         sparse: also store pruned weights in TFLite's sparse format
             (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``; see :mod:`effkeras.prune`).
             LiteRT's XNNPACK delegate does not run such models; use ``kernels="builtin"``.
+            TensorFlow Lite Micro cannot run them at all (no ``DENSIFY`` kernel, no
+            sparse tensors): for a microcontroller keep ``sparse=False``, where a pruned
+            model's zeros still shrink it under gzip (:func:`effkeras.profile` reports
+            both sizes).
 
     Returns:
         The .tflite model as bytes.
@@ -180,9 +199,7 @@ def to_tflite(
                 f"quantize={quantize!r} needs representative_data to calibrate activation "
                 f"ranges: pass 100-500 training inputs, e.g. representative_data=x_train[:200]."
             )
-        samples = calibration_samples(
-            representative_data, shapes, ["float32"] * len(shapes), max_calibration_samples
-        )
+        samples = calibration_samples(representative_data, shapes, dtypes, max_calibration_samples)
 
     import tensorflow as tf
 
@@ -204,7 +221,10 @@ def to_tflite(
     with tempfile.TemporaryDirectory(prefix="effkeras_export_") as tmp, capture_fds() as log:
         try:
             export_sig = signature if len(signature) > 1 else [signature[0]]
-            model.export(tmp, format="tf_saved_model", input_signature=export_sig, verbose=False)
+            with _fake_quant_only(model):
+                model.export(
+                    tmp, format="tf_saved_model", input_signature=export_sig, verbose=False
+                )
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
             _configure(converter, tf, quantize, io_dtype, samples, batch_size, sparse)
             data = converter.convert()

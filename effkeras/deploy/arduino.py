@@ -44,7 +44,12 @@ from effkeras.errors import (
     OutputExistsError,
     UnsupportedOpsError,
 )
-from effkeras.runtime.tflm_ops import RECENT_OPS, TFLM_OPS, tflm_unsupported_ops
+from effkeras.runtime.tflm_ops import (
+    RECENT_OPS,
+    TFLM_OPS,
+    tflm_unsupported_ops,
+    unsupported_hint,
+)
 
 #: Name of the C array files inside the sketch (``model.h``, ``model.cpp``, ``g_model_data``).
 MODEL_ARRAY_NAME = "model"
@@ -431,7 +436,8 @@ def arduino_sketch(
         raise UnsupportedOpsError(
             f"TensorFlow Lite Micro has no kernel for {', '.join(missing)} in {model.source}, "
             f"so no sketch can run it. Replace the layers that produce them "
-            f"(effkeras.runtime.tflm_ops.TFLM_OPS lists the ops TFLM has).",
+            f"(effkeras.runtime.tflm_ops.TFLM_OPS lists the ops TFLM has)."
+            + unsupported_hint(missing),
             missing,
         )
     inp, out = _check_io(model)

@@ -27,6 +27,7 @@ from effkeras._capture import capture_fds
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
 from effkeras.errors import InvalidModelError, UnsupportedOpsError
 from effkeras.runtime.quant import dequantize, quantize
+from effkeras.runtime.tflm_ops import unsupported_hint
 
 #: Fraction added to the host-measured arena for a 32-bit board, plus fixed bytes.
 ARENA_MARGIN = 0.10
@@ -99,7 +100,8 @@ class TFLMRunner:
             if missing:
                 raise UnsupportedOpsError(
                     f"TFLite Micro has no kernel for {', '.join(missing)} in "
-                    f"{self.model.source}; replace the layers that produce them.",
+                    f"{self.model.source}; replace the layers that produce them."
+                    + unsupported_hint(missing),
                     missing,
                 ) from None
             raise InvalidModelError(
@@ -170,13 +172,38 @@ class TFLMRunner:
         return self.allocations()["total"]
 
 
-def _loads_with(model: TFLiteModel, arena_size: int) -> bool:
+def _loads_with_in_process(model: TFLiteModel, arena_size: int) -> bool:
     try:
         runner = TFLMRunner(model, arena_size=arena_size, verify=False)
         runner.invoke_raw([np.zeros(t.shape, t.numpy_dtype) for t in model.inputs])
         return True
     except InvalidModelError:
         return False
+
+
+def _loads_with(model: TFLiteModel, arena_size: int) -> bool:
+    """Whether TFLM loads and runs the model in an arena of this size.
+
+    TFLM can crash (not just fail) at arena sizes just below what a model needs, so each
+    probe runs in a forked child: a crash there only means "too small". Where fork is
+    not available the probe runs in this process.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows
+        return _loads_with_in_process(model, arena_size)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        code = 1
+        try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is an expected answer, not news
+            code = 0 if _loads_with_in_process(model, arena_size) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def measure_arena(model: Any) -> int:

@@ -170,6 +170,23 @@ def resolver_method(op_name: str) -> str:
         ) from None
 
 
+#: Op name -> why a model has it and what to do instead, for ops TFLM lacks.
+UNSUPPORTED_HINTS: dict[str, str] = {
+    "DENSIFY": (
+        "DENSIFY comes from weights stored in TFLite's sparse format "
+        "(to_tflite(..., sparse=True), i.e. EXPERIMENTAL_SPARSITY): TFLite Micro has no "
+        "DENSIFY kernel and cannot read sparse tensors. Convert with sparse=False; a pruned "
+        "model's zeros then still shrink it under gzip"
+    ),
+}
+
+
+def unsupported_hint(ops: Any) -> str:
+    """Advice for the given unsupported op names (from :data:`UNSUPPORTED_HINTS`), or ""."""
+    hints = [UNSUPPORTED_HINTS[name] for name in sorted(set(ops)) if name in UNSUPPORTED_HINTS]
+    return "".join(f" {h}." for h in hints)
+
+
 def tflm_unsupported_ops(model: Any) -> list[str]:
     """Operators of a model that TFLM cannot run, sorted and without repeats.
 
