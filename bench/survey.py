@@ -1,0 +1,379 @@
+"""Survey suite: the survey's CIFAR-10 width-multiplier CNN, its recipe against effkeras's.
+
+Two halves:
+
+1. Training (``bench/survey_train.py``, any Keras backend; the full run used JAX on a GPU):
+   the survey recipe (ReLU then BN, augmentation, Adam 1e-3, L2 2e-4) at widths 0.05,
+   0.25, 0.5, 1.0 and the width-1.4 teacher; effkeras's float students (Conv->BN->ReLU,
+   same augmentation, logits distillation from the teacher with keras.distillation), then
+   channel pruning (effkeras.prune, stripped: the channels are removed).
+2. This script (host, TensorFlow backend): rebuilds those models from their weights,
+   converts the survey models with the survey's PTQ (100 calibration images), runs
+   effkeras's int8 stage on the pruned students (effkeras.quantize with batch-norm
+   folding: calibrated PTQ, then a short QAT fine-tune on the host), evaluates every
+   .tflite with LiteRT on the JPEG CIFAR-10 test set, measures the TFLM arena and the
+   nano33ble estimate, writes a BENCHMARKS.md section and tflite_models/ entries.
+
+    .venv/bin/python bench/survey.py --weights build/survey/weights --data ../shared/data \\
+        --markdown BENCHMARKS.md --models tflite_models
+    .venv/bin/python bench/survey.py --smoke           # CI: tiny, random data, < 1 min
+
+``main(argv)`` is the entry point the bench runner calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import survey_models as sm  # noqa: E402
+
+BEGIN = "<!-- survey-suite:begin -->"
+END = "<!-- survey-suite:end -->"
+
+
+def tag(width: float) -> str:
+    return str(width).replace(".", "")
+
+
+# ---------------------------------------------------------------------------- host stages
+
+
+def evaluate(tflite: bytes, x_u8: np.ndarray, y: np.ndarray) -> float:
+    from effkeras.runtime import LiteRTRunner
+
+    out = LiteRTRunner(tflite, num_threads=2).predict(sm.scale(x_u8))
+    return float(np.mean(np.argmax(out, -1) == y))
+
+
+def micro_facts(tflite: bytes) -> dict:
+    """TFLM arena (bytes, this 64-bit host) and the nano33ble latency estimate (ms)."""
+    import effkeras.bench
+    from effkeras.runtime import measure_arena
+
+    facts = {"arena_bytes": None, "nano33ble_ms": None}
+    try:
+        facts["arena_bytes"] = int(measure_arena(tflite))
+    except Exception as exc:  # report, never hide
+        facts["arena_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    try:
+        r = effkeras.bench.measure(tflite, target="estimate:nano33ble")
+        facts["nano33ble_ms"] = round(r.estimate_us / 1000.0, 1)
+    except Exception as exc:
+        facts["estimate_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return facts
+
+
+def load_stripped(weights_dir: str, stem: str):
+    import keras
+
+    with open(os.path.join(weights_dir, f"{stem}.model.json")) as f:
+        model = keras.models.model_from_json(f.read())
+    model.load_weights(os.path.join(weights_dir, f"{stem}.weights.h5"))
+    return model
+
+
+def effkeras_int8(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0):
+    """(ptq_bytes, qat_bytes or None): effkeras.quantize with BN folding, PTQ then QAT."""
+    import keras
+
+    import effkeras.callbacks
+    from effkeras.convert import to_tflite
+    from effkeras.quantize import quantize_model
+
+    exp = sm.with_softmax(model)
+    calib = sm.scale(x_tr[:500])
+    ptq = quantize_model(exp, fold_batchnorm=True, calibration_data=calib)
+    ptq_bytes = to_tflite(ptq, quantize="int8", io_dtype="int8")
+    if qat_epochs <= 0:
+        return ptq_bytes, None
+    qat = quantize_model(exp, fold_batchnorm=True, calibration_data=calib)
+    qat.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x_tr))[:qat_samples]
+    freeze = max(1, qat_epochs - 1) if qat_epochs > 1 else 1
+    for e in range(qat_epochs):
+        qat.fit(
+            sm.scale(sm.augment(x_tr[idx], rng)), y_tr[idx], batch_size=128,
+            epochs=e + 1, initial_epoch=e, verbose=0,
+            callbacks=[effkeras.callbacks.FreezeBatchNorm(epoch=freeze),
+                       effkeras.callbacks.FreezeQuantRanges(epoch=freeze)],
+        )
+    return ptq_bytes, to_tflite(qat, quantize="int8", io_dtype="int8")
+
+
+def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict:
+    from effkeras.convert import to_tflite
+
+    t = tag(width)
+    row: dict = {"width": width}
+    # (a) the survey recipe: float and PTQ int8 calibrated on 100 training images
+    survey = sm.survey_cnn(width, order="relu_bn")
+    survey.load_weights(os.path.join(wdir, f"survey_{t}.weights.h5"))
+    exp = sm.with_softmax(survey)
+    s_float = to_tflite(exp)
+    s_int8 = to_tflite(exp, quantize="int8", representative_data=sm.scale(x_tr[:100]), io_dtype="int8")
+    row["survey"] = {
+        "epochs": meta.get(f"survey_{t}", {}).get("epochs"),
+        "float_bytes": len(s_float), "float_acc": evaluate(s_float, x_te, y_te),
+        "int8_bytes": len(s_int8), "int8_acc": evaluate(s_int8, x_te, y_te),
+        **micro_facts(s_int8),
+    }
+    # (b) effkeras: distilled float student, then the pruned one through QAT
+    student = sm.survey_cnn(width, order="bn_relu")
+    student.load_weights(os.path.join(wdir, f"distill_{t}.weights.h5"))
+    d_float = to_tflite(sm.with_softmax(student))
+    eff = {
+        "distill_epochs": meta.get(f"distill_{t}", {}).get("epochs"),
+        "float_bytes": len(d_float), "float_acc": evaluate(d_float, x_te, y_te),
+    }
+    budget = row["survey"]["int8_bytes"] // 2
+    chosen = None
+    candidates = []
+    for s in args.sparsities:
+        stem = f"optimize_{t}_{tag(s)}_distill_float"
+        if not os.path.isfile(os.path.join(wdir, f"{stem}.weights.h5")):
+            continue
+        small = load_stripped(wdir, stem)
+        ptq_bytes, _ = effkeras_int8(small, x_tr, y_tr, 0, 0)
+        cand = {"sparsity": s, "params": int(small.count_params()), "int8_bytes": len(ptq_bytes),
+                "prune_epochs": meta.get(stem.replace("_float", ""), {}).get("prune_epochs"),
+                "pruned_float_acc": meta.get(stem.replace("_float", ""), {}).get("stripped_float_accuracy")}
+        candidates.append(cand)
+        if chosen is None and len(ptq_bytes) <= budget:
+            chosen = (cand, small)
+    if chosen is None and candidates:  # none fits: the smallest one
+        cand = candidates[-1]
+        chosen = (cand, load_stripped(wdir, f"optimize_{t}_{tag(cand['sparsity'])}_distill_float"))
+    eff["candidates"] = candidates
+    if chosen is not None:
+        cand, small = chosen
+        p_float = to_tflite(sm.with_softmax(small))
+        ptq_bytes, qat_bytes = effkeras_int8(small, x_tr, y_tr, args.qat_samples, args.qat_epochs)
+        eff.update(
+            sparsity=cand["sparsity"], params=cand["params"], prune_epochs=cand["prune_epochs"],
+            pruned_float_bytes=len(p_float), pruned_float_acc=evaluate(p_float, x_te, y_te),
+            ptq_bytes=len(ptq_bytes), ptq_acc=evaluate(ptq_bytes, x_te, y_te),
+        )
+        best, how = ptq_bytes, "effkeras PTQ (BN folded)"
+        if qat_bytes is not None:
+            eff["qat_bytes"], eff["qat_acc"] = len(qat_bytes), evaluate(qat_bytes, x_te, y_te)
+            if eff["qat_acc"] >= eff["ptq_acc"]:
+                best, how = qat_bytes, "effkeras QAT (BN folded)"
+        eff.update(int8_bytes=len(best), int8_acc=eff["qat_acc"] if how.endswith("QAT (BN folded)") else eff["ptq_acc"],
+                   int8_method=how, **micro_facts(best))
+        eff["_tflite"] = best
+    row["effkeras"] = eff
+    row["target_met"] = bool(
+        chosen is not None
+        and eff["int8_acc"] >= row["survey"]["int8_acc"]
+        and eff["int8_bytes"] * 2 <= row["survey"]["int8_bytes"]
+    )
+    return row
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _b(v):
+    return "-" if v is None else f"{v:,}"
+
+
+def markdown(rows, info) -> str:
+    L = [BEGIN, f"## Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras (`{info['command']}`)", ""]
+    L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
+          f"- data: {info['data']}", ""]
+    L += ["| width | recipe | float KB | float acc | int8 KB | int8 acc | arena KB | nano33ble ms | int8 how | target |",
+          "|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        s, e = r["survey"], r["effkeras"]
+        L.append(f"| {r['width']} | survey (ReLU->BN, aug, PTQ 100 img) | {s['float_bytes'] / 1000:.1f} | {_pct(s['float_acc'])} "
+                 f"| {s['int8_bytes'] / 1000:.1f} | {_pct(s['int8_acc'])} | {_b(s.get('arena_bytes') and round(s['arena_bytes'] / 1000, 1))} "
+                 f"| {_b(s.get('nano33ble_ms'))} | converter PTQ | |")
+        if "int8_bytes" in e:
+            L.append(f"| {r['width']} | effkeras (distill, prune {e['sparsity']:.0%} ch., int8) | {e['pruned_float_bytes'] / 1000:.1f} "
+                     f"| {_pct(e['pruned_float_acc'])} | {e['int8_bytes'] / 1000:.1f} | {_pct(e['int8_acc'])} "
+                     f"| {_b(e.get('arena_bytes') and round(e['arena_bytes'] / 1000, 1))} | {_b(e.get('nano33ble_ms'))} "
+                     f"| {e['int8_method']} | {'met' if r['target_met'] else '**not met**'} |")
+    L += ["", f"effkeras stages per width (accuracy on the same {info['test_samples']:,} test images, LiteRT, 2 threads):", "",
+          "| width | distilled float (unpruned) | pruned float | PTQ int8 | QAT int8 | params kept | candidates (sparsity: int8 B, pruned float acc) |",
+          "|---:|---|---|---|---|---:|---|"]
+    for r in rows:
+        e = r["effkeras"]
+        cands = "; ".join(f"{c['sparsity']}: {c['int8_bytes']:,} B, {_pct(c['pruned_float_acc'])}" for c in e.get("candidates", []))
+        L.append(f"| {r['width']} | {_pct(e['float_acc'])} ({e['float_bytes'] / 1000:.1f} KB) | {_pct(e.get('pruned_float_acc'))} "
+                 f"| {_pct(e.get('ptq_acc'))} | {_pct(e.get('qat_acc'))} | {_b(e.get('params'))} | {cands} |")
+    L += ["", *info["notes"], END, ""]
+    return "\n".join(L)
+
+
+def write_section(path: str, text: str) -> None:
+    old = open(path).read() if os.path.isfile(path) else "# Benchmarks\n"
+    if BEGIN in old and END in old:
+        new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", lambda _: text, old, flags=re.S)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    with open(path, "w") as f:
+        f.write(new)
+
+
+def write_models(rows, folder: str, info) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for r in rows:
+        e = r["effkeras"]
+        if "_tflite" not in e:
+            continue
+        name = f"survey_w{tag(r['width'])}_effkeras_int8"
+        with open(os.path.join(folder, name + ".tflite"), "wb") as f:
+            f.write(e["_tflite"])
+        side = {
+            "name": name,
+            "suite": "survey",
+            "command": info["command"],
+            "mode": info["mode"],
+            "recipe": (f"survey CNN width {r['width']} with Conv->BN->ReLU; augmentation (flip, "
+                       f"translate 3 px); distilled from the width-1.4 teacher "
+                       f"({e.get('distill_epochs')} epochs, T=4, student_loss_weight=0.5); channel "
+                       f"pruning to {e['sparsity']} ({e.get('prune_epochs')} epochs, stripped); "
+                       f"{e['int8_method']} (QAT: {info['qat']})"),
+            "dataset": "CIFAR-10 JPEG (../shared/data/cifar10_jpg), inputs scaled to [-1, 1]",
+            "accuracy": round(e["int8_acc"], 4),
+            "test_samples": info["test_samples"],
+            "size_bytes": e["int8_bytes"],
+            "arena_bytes": e.get("arena_bytes"),
+            "nano33ble_estimate_ms": e.get("nano33ble_ms"),
+            "float_accuracy_pruned": round(e["pruned_float_acc"], 4),
+            "survey_int8_accuracy": round(r["survey"]["int8_acc"], 4),
+            "survey_int8_size_bytes": r["survey"]["int8_bytes"],
+            "target_met": r["target_met"],
+            "io": "int8 input and output",
+        }
+        with open(os.path.join(folder, name + ".json"), "w") as f:
+            json.dump(side, f, indent=1)
+            f.write("\n")
+        written.append(name)
+    return written
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def smoke_weights(out: str, data: str) -> None:  # noqa: D401
+    """Train every stage for one epoch on a tiny subset, in this process (TF backend)."""
+    import survey_train as st
+
+    common = ["--data", data, "--out", out, "--epochs", "1", "--prune-epochs", "1", "--qat-epochs", "0",
+              "--limit-train", "128", "--limit-test", "64", "--teacher-width", "0.05"]
+    st.decode_cache(st.parse(common + ["--plan", "prune"]))
+    for job in ("teacher", "survey:0.05", "distill:0.05", "optimize:0.05:0.5:distill"):
+        st.run_job(st.parse(common + ["--job", job]))
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny run on random data (CI)")
+    p.add_argument("--weights", default="build/survey/weights", help="survey_train.py outputs")
+    p.add_argument("--data", default=os.environ.get("EFFKERAS_DATA_DIR", "../shared/data"))
+    p.add_argument("--widths", default=",".join(str(w) for w in sm.WIDTHS))
+    p.add_argument("--sparsities", default="0.3,0.4,0.5")
+    p.add_argument("--qat-samples", type=int, default=10000)
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--limit-test", type=int)
+    p.add_argument("--markdown", help="file to write the section into (BENCHMARKS.md)")
+    p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models)")
+    p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--training", default="see the JSON files beside the weights")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    t0 = time.time()
+    tmp = None
+    if args.smoke:
+        tmp = tempfile.mkdtemp(prefix="survey_smoke_")
+        args.widths, args.sparsities, args.qat_samples = "0.05", "0.5", 128
+        real = os.path.isfile(os.path.join(args.data, "cifar10_jpg", "cifar10_test_jpg.tar.gz"))
+        smoke_weights(tmp, "random")
+        args.weights = tmp
+        d = np.load(os.path.join(tmp, "cifar10_u8.npz"))
+        x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
+        data_note = f"random CIFAR-shaped data, 128 train / 64 test (real data {'present' if real else 'absent'}; not used)"
+    else:
+        cache = os.path.join(args.weights, "cifar10_u8_host.npz")
+        if os.path.isfile(cache):
+            d = np.load(cache)
+            x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
+        else:
+            x_tr, y_tr, x_te, y_te = sm.load_cifar10_uint8(args.data)
+            np.savez(cache, xtr=x_tr, ytr=y_tr, xte=x_te, yte=y_te)
+        if args.limit_test:
+            x_te, y_te = x_te[: args.limit_test], y_te[: args.limit_test]
+        data_note = (f"CIFAR-10 JPEG, {len(x_tr):,} train / {len(x_te):,} test images "
+                     f"(lossy: compare rows side by side, not with published CIFAR-10 numbers)")
+    args.sparsities = [float(s) for s in args.sparsities.split(",")]
+    meta = {}
+    for fn in os.listdir(args.weights):
+        if fn.endswith(".json") and not fn.endswith(".model.json"):
+            with open(os.path.join(args.weights, fn)) as f:
+                meta[fn[:-5]] = json.load(f)
+    rows = [run_width(float(w), args.weights, x_tr, y_tr, x_te, y_te, args, meta)
+            for w in args.widths.split(",")]
+    teacher = meta.get("teacher", {})
+    info = {
+        "command": "bench/survey.py --smoke" if args.smoke else "bench/survey.py " + " ".join(argv or sys.argv[1:]),
+        "mode": "smoke (1 epoch per stage on random data: the numbers mean nothing)" if args.smoke else "full",
+        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": " ".join(platform.uname()[:3]) + f", {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "training": args.training,
+        "data": data_note,
+        "qat": f"{args.qat_epochs} epoch(s) on {args.qat_samples} augmented training images, on the host CPU",
+        "test_samples": int(len(x_te)),
+        "notes": [
+            f"- teacher (width 1.4, survey recipe): float {_pct(teacher.get('float_test_accuracy'))} after "
+            f"{teacher.get('epochs')} epochs (Keras evaluation, same test images).",
+            "- Accuracy: one run each (no repeats); sizes are exact .tflite bytes; arena: exact TFLM arena on this "
+            "64-bit host (add a margin on a 32-bit Cortex-M); nano33ble: effkeras's estimate, not a measurement.",
+        ],
+    }
+    for r in rows:
+        r["survey"]["float_acc"] = round(r["survey"]["float_acc"], 4)
+    md = markdown(rows, info)
+    print(md)
+    if args.markdown:
+        write_section(args.markdown, md)
+    if args.models:
+        print("models:", write_models(rows, args.models, info))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "rows": [{k: ({kk: vv for kk, vv in v.items() if kk != "_tflite"}
+                                                   if isinstance(v, dict) else v) for k, v in r.items()}
+                                              for r in rows]}, f, indent=1, default=str)
+    print(f"survey suite done in {time.time() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Smoke test of the survey suite (bench/survey.py): every stage, tiny, on random data.
+
+Trains the teacher, a survey model, a distilled student and its channel-pruned version for
+one epoch on 128 random CIFAR-shaped images (TensorFlow backend, CPU), converts them
+(survey PTQ; effkeras PTQ and QAT with batch-norm folding), evaluates them with LiteRT,
+measures the TFLM arena and the nano33ble estimate, and writes the BENCHMARKS.md section
+and the tflite_models/ entry into a temporary folder. No ../shared data is needed.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+sys.path.insert(0, BENCH)
+
+import survey_models as sm  # noqa: E402
+
+
+def test_augment_keeps_shape_and_flips():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    a = sm.augment(x, rng)
+    assert a.shape == x.shape and a.dtype == np.uint8
+    one = sm.augment(x[:1], np.random.default_rng(1), shift=0)[0]
+    assert np.array_equal(one, x[0]) or np.array_equal(one, x[0, :, ::-1])
+    s = sm.scale(x)
+    assert s.min() >= -1.0 and s.max() <= 1.0
+
+
+def test_survey_architecture_matches_published_shapes():
+    pytest.importorskip("keras")
+    m = sm.survey_cnn(0.05)
+    convs = [la for la in m.layers if la.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 32, 3, 3, 6, 6]  # as in wm_005_aug_quantized.tflite
+    dense = [la for la in m.layers if la.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [26, 10]
+    f = sm.survey_cnn(0.05, order="bn_relu")
+    assert not any(c.use_bias for c in f.layers if c.__class__.__name__ == "Conv2D")
+
+
+def test_survey_suite_smoke(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    import survey
+
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nother suites stay\n")
+    models = tmp_path / "models"
+    out = tmp_path / "r.json"
+    assert survey.main(["--smoke", "--markdown", str(md), "--models", str(models), "--json", str(out)]) == 0
+    text = md.read_text()
+    assert "other suites stay" in text and survey.BEGIN in text and "smoke" in text
+    # a second run replaces the section instead of appending another
+    survey.write_section(str(md), survey.BEGIN + "\nx\n" + survey.END + "\n")
+    assert md.read_text().count(survey.BEGIN) == 1
+    side = json.loads((models / "survey_w005_effkeras_int8.json").read_text())
+    assert side["size_bytes"] == os.path.getsize(models / "survey_w005_effkeras_int8.tflite")
+    assert side["arena_bytes"] and side["arena_bytes"] > 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["survey"]["int8_bytes"] > 0 and rows[0]["effkeras"]["int8_bytes"] > 0
