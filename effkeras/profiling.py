@@ -48,6 +48,18 @@ Conventions:
   Arduino core and the stack take is not counted.
 - **Flash** a board needs is the model size plus the board's ``program_flash_kb``
   estimate (core + TFLM runtime; see :mod:`effkeras.boards`).
+- **Compression and sparsity**: ``gzip_size_bytes`` is the .tflite after ``gzip -9`` (what
+  a download or an over-the-air update moves; a pruned model's dense .tflite is no
+  smaller, but its zeros compress). ``weight_sparsity`` is the fraction of exact zeros
+  in the kernels (the filter input of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+  CONV_3D, TRANSPOSE_CONV; biases are not pruned and not counted), each kernel counted
+  once; per op, ``weight_sparsity`` in its row. A weight is zero when it equals its
+  zero point (0 for int8 weights). Kernels stored in TFLite's sparse format
+  (``to_tflite(..., sparse=True)``) are decoded to count them, have
+  ``weight_encoding="sparse"`` and ``weight_stored_bytes`` below their dense size, and
+  are counted in ``sparse_tensors``; such a model needs LiteRT's built-in kernels
+  (XNNPACK refuses it) and TFLite Micro cannot run it at all (no ``DENSIFY`` kernel:
+  ``arena_error`` says so). See :mod:`effkeras.convert.weights`.
 
 This module imports neither TensorFlow nor Keras; converting a Keras model does.
 """
@@ -65,6 +77,7 @@ import numpy as np
 
 from effkeras.boards import BOARDS, Board, get_board
 from effkeras.convert.flatbuffer import OpInfo, TensorInfo, TFLiteModel, read_tflite
+from effkeras.convert.weights import constant_sources, gzip_size, kernel_tensor, weight_stats
 from effkeras.errors import ConversionError, InvalidModelError, UnsupportedOpsError
 
 __all__ = ["ProfileReport", "board_fit", "op_macs", "profile"]
@@ -109,6 +122,7 @@ _DATA_MOVEMENT = {
     "ZEROS_LIKE",
     "ONES_LIKE",
     "CAST",
+    "DENSIFY",
 }
 _POOLS = {"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"}
 _REDUCTIONS = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN"}
@@ -175,20 +189,9 @@ def _elementwise_ops(model: TFLiteModel, op: OpInfo) -> int:
     return out
 
 
-def _dequantized_constants(model: TFLiteModel) -> dict[int, int]:
-    """Tensor produced by a DEQUANTIZE of a constant -> that constant (float16 weights)."""
-    found: dict[int, int] = {}
-    for op in model.ops:
-        if op.name == "DEQUANTIZE" and op.inputs and op.outputs and op.inputs[0] >= 0:
-            src = model.tensors[op.inputs[0]]
-            if src.is_constant:
-                found[op.outputs[0]] = src.index
-    return found
-
-
 def _weight_tensors(model: TFLiteModel, op: OpInfo, deq: dict[int, int]) -> list[TensorInfo]:
     """The constant weight inputs of one op (see "Params" in the module docstring)."""
-    if op.name in ("QUANTIZE", "DEQUANTIZE"):
+    if op.name in ("QUANTIZE", "DEQUANTIZE", "DENSIFY"):
         return []
     positions = _WEIGHT_INPUTS.get(op.name)
     found = []
@@ -259,6 +262,10 @@ class ProfileReport:
     Attributes:
         source: where the model came from (a path, ``<bytes>`` or ``<keras:name>``).
         size_bytes, sha256: of the .tflite flatbuffer.
+        gzip_size_bytes: the .tflite after ``gzip -9``.
+        weight_elements, weight_zeros: elements and exact zeros of all kernels.
+        weight_sparsity: ``weight_zeros / weight_elements`` (0.0 without kernels).
+        sparse_tensors: kernels stored in TFLite's sparse format.
         params: elements of constant weight tensors, each counted once.
         constant_elements: elements of every constant tensor (shape arguments included).
         macs: multiply-accumulates for one invocation.
@@ -273,7 +280,9 @@ class ProfileReport:
         inputs, outputs: ``{name, shape, dtype, scale, zero_point}`` each.
         is_full_integer: no op computes in float.
         layers: one row per op: ``{index, op, output_shape, output_dtype, params, macs,
-            elementwise_ops, fused_activation}``.
+            elementwise_ops, fused_activation, weight_elements, weight_zeros,
+            weight_sparsity, weight_encoding, weight_stored_bytes}`` (the ``weight_*``
+            keys describe the op's kernel; None for ops without one).
         boards: one :func:`board_fit` dict per board checked.
         conversion: how a Keras model was converted (``{"quantize": ..., ...}``), or None.
         isolated: whether TFLM ran in a child process.
@@ -299,17 +308,31 @@ class ProfileReport:
     boards: list[dict[str, Any]] = field(default_factory=list)
     conversion: dict[str, Any] | None = None
     isolated: bool = False
+    gzip_size_bytes: int = 0
+    weight_elements: int = 0
+    weight_zeros: int = 0
+    sparse_tensors: int = 0
+
+    @property
+    def weight_sparsity(self) -> float:
+        """Fraction of exact zeros over all kernels (see the module docstring)."""
+        return self.weight_zeros / self.weight_elements if self.weight_elements else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, in JSON-serializable Python types."""
         return {
             "source": self.source,
             "size_bytes": self.size_bytes,
+            "gzip_size_bytes": self.gzip_size_bytes,
             "sha256": self.sha256,
             "params": self.params,
             "constant_elements": self.constant_elements,
             "macs": self.macs,
             "elementwise_ops": self.elementwise_ops,
+            "weight_elements": self.weight_elements,
+            "weight_zeros": self.weight_zeros,
+            "weight_sparsity": self.weight_sparsity,
+            "sparse_tensors": self.sparse_tensors,
             "ops": dict(self.ops),
             "arena_bytes": self.arena_bytes,
             "arena_recorded_bytes": self.arena_recorded_bytes,
@@ -370,8 +393,13 @@ class ProfileReport:
                 f"Converted from Keras: quantize={c.get('quantize')!r}, "
                 f"representative samples: {c.get('representative_samples')}"
             )
-        rows = [("#", "op", "output shape", "params", "MACs", "activation")]
+        rows = [("#", "op", "output shape", "params", "MACs", "zeros", "activation")]
         for r in self.layers:
+            zeros = "-"
+            if r.get("weight_sparsity") is not None:
+                zeros = f"{100 * r['weight_sparsity']:.1f}%"
+                if r.get("weight_encoding") == "sparse":
+                    zeros += " (sparse)"
             rows.append(
                 (
                     str(r["index"]),
@@ -379,11 +407,12 @@ class ProfileReport:
                     "x".join(str(d) for d in r["output_shape"]) or "scalar",
                     f"{r['params']:,}",
                     f"{r['macs']:,}",
+                    zeros,
                     r["fused_activation"] or "-",
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        right = {0, 3, 4}
+        right = {0, 3, 4, 5}
         for k, row in enumerate(rows):
             cells = [
                 c.rjust(w) if i in right else c.ljust(w)
@@ -396,6 +425,18 @@ class ProfileReport:
             f"Total: {self.params:,} params, {self.macs:,} MACs "
             f"(+ {self.elementwise_ops:,} elementwise ops), {len(self.layers)} ops"
         )
+        lines.append(
+            f"Size: {self.size_bytes:,} bytes, gzip -9 {self.gzip_size_bytes:,} bytes "
+            f"({100 * self.gzip_size_bytes / max(self.size_bytes, 1):.0f}%); kernel weight "
+            f"sparsity {100 * self.weight_sparsity:.1f}% ({self.weight_zeros:,} of "
+            f"{self.weight_elements:,} zero)"
+        )
+        if self.sparse_tensors:
+            lines.append(
+                f"Sparse format: {self.sparse_tensors} kernel(s) stored as TFLite sparse "
+                f"tensors (DENSIFY at load): LiteRT built-in kernels only; TFLite Micro "
+                f"cannot run this model"
+            )
         lines.append("Ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items())))
         for kind, specs in (("Input", self.inputs), ("Output", self.outputs)):
             for s in specs:
@@ -494,6 +535,15 @@ def _load(
     return TFLiteModel(data, source=source), conversion
 
 
+def _unsupported_hint(ops: Iterable[str]) -> str:
+    """Advice for ops TFLM lacks (effkeras.runtime.tflm_ops), or "" without that module."""
+    try:
+        from effkeras.runtime.tflm_ops import unsupported_hint as hint
+    except ImportError:  # pragma: no cover - only before tflm_ops exists
+        return ""
+    return hint(ops)
+
+
 def _unsupported_ops(model: TFLiteModel) -> list[str] | None:
     """Ops TFLM lacks, from effkeras.runtime.tflm_ops; None if that module is missing."""
     try:
@@ -552,9 +602,25 @@ def _io_spec(t: TensorInfo) -> dict[str, Any]:
     }
 
 
+def _kernel_row(model: TFLiteModel, op: OpInfo, sources: dict[int, int]) -> dict[str, Any]:
+    kernel = kernel_tensor(model, op, sources)
+    if kernel is None:
+        keys = ("elements", "zeros", "sparsity", "encoding", "stored_bytes")
+        return {f"weight_{k}": None for k in keys}
+    stats = weight_stats(model, kernel)
+    return {
+        "weight_elements": stats.elements,
+        "weight_zeros": stats.zeros,
+        "weight_sparsity": stats.sparsity,
+        "weight_encoding": stats.encoding,
+        "weight_stored_bytes": stats.stored_bytes,
+        "_kernel": kernel.index,
+    }
+
+
 def _layers(model: TFLiteModel) -> tuple[list[dict[str, Any]], int]:
     """Per-op rows and the model's params (each weight tensor counted once)."""
-    deq = _dequantized_constants(model)
+    deq = constant_sources(model)
     rows = []
     seen: set[int] = set()
     for op in model.ops:
@@ -572,6 +638,7 @@ def _layers(model: TFLiteModel) -> tuple[list[dict[str, Any]], int]:
                 "macs": int(op_macs(model, op)),
                 "elementwise_ops": int(_elementwise_ops(model, op)),
                 "fused_activation": act if isinstance(act, str) and act != "NONE" else None,
+                **_kernel_row(model, op, deq),
             }
         )
     params = int(sum(model.tensors[i].size for i in seen))
@@ -620,6 +687,11 @@ def profile(
         path = os.fspath(model_or_tflite)
 
     layers, params = _layers(tm)
+    kernels: dict[int, dict[str, Any]] = {}
+    for row in layers:
+        index = row.pop("_kernel", None)
+        if index is not None:
+            kernels[index] = row
     unsupported = _unsupported_ops(tm) or []
     arena: int | None = None
     recorded: int | None = None
@@ -627,7 +699,7 @@ def profile(
     if unsupported:
         error = (
             f"TFLite Micro has no kernel for {', '.join(unsupported)}; replace the layers "
-            f"that produce them (see effkeras.runtime.tflm_ops)."
+            f"that produce them (see effkeras.runtime.tflm_ops)." + _unsupported_hint(unsupported)
         )
     else:
         result = _measure(tm, path, isolate)
@@ -663,4 +735,8 @@ def profile(
         boards=[board_fit(b, tm.size_bytes, margin) for b in boards],
         conversion=conversion,
         isolated=bool(isolate),
+        gzip_size_bytes=gzip_size(tm.data),
+        weight_elements=int(sum(r["weight_elements"] for r in kernels.values())),
+        weight_zeros=int(sum(r["weight_zeros"] for r in kernels.values())),
+        sparse_tensors=sum(1 for r in kernels.values() if r["weight_encoding"] == "sparse"),
     )

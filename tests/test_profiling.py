@@ -41,6 +41,11 @@ REPORT_KEYS = {
     "boards",
     "conversion",
     "isolated",
+    "gzip_size_bytes",
+    "weight_elements",
+    "weight_zeros",
+    "weight_sparsity",
+    "sparse_tensors",
 }
 
 
@@ -358,6 +363,11 @@ def test_to_dict_is_json_serializable(int8_report):
         "used_percent",
     }
     assert set(data["layers"][0]) == {
+        "weight_elements",
+        "weight_zeros",
+        "weight_sparsity",
+        "weight_encoding",
+        "weight_stored_bytes",
         "index",
         "op",
         "output_shape",
@@ -494,3 +504,122 @@ def test_float16_and_dynamic_weights_count_once(digits_model, float_tflite, mode
     assert all(r["params"] == 0 for r in report.layers if r["op"] == "DEQUANTIZE")
     if mode == "float16":
         assert report.ops.get("DEQUANTIZE", 0) >= 3
+
+
+# ---- compression and sparsity ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zeroed_model():
+    """Kernels with known exact zeros: conv 50% (alternate), dense 75% in 1x4 input blocks."""
+    import keras
+
+    layers = keras.layers
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu", name="conv"),
+         layers.Flatten(), layers.Dense(16, name="fc"), layers.Dense(4, name="head")]
+    )  # fmt: skip
+    _random_weights(model, seed=3)
+    rng = np.random.default_rng(4)
+    conv = model.get_layer("conv").kernel
+    conv.assign(np.asarray(conv.value) * (np.arange(72).reshape(3, 3, 1, 8) % 2))
+    fc = model.get_layer("fc").kernel  # (288 inputs, 16 units): zero 3 of 4 input blocks
+    keep = (rng.random((72, 16)) < 0.25).astype("float32")
+    fc.assign(np.asarray(fc.value) * np.repeat(keep, 4, axis=0))
+    x = rng.random((32, 8, 8, 1), dtype=np.float32)
+    return model, x
+
+
+@pytest.fixture(scope="module")
+def zeroed_tflites(zeroed_model):
+    model, x = zeroed_model
+    return {
+        "int8": to_tflite(model, quantize="int8", representative_data=x),
+        "int8_sparse": to_tflite(model, quantize="int8", representative_data=x, sparse=True),
+        "float_sparse": to_tflite(model, sparse=True),
+    }
+
+
+def test_profile_reports_gzip_size_and_kernel_sparsity(zeroed_model, zeroed_tflites):
+    import gzip
+
+    model, _ = zeroed_model
+    data = zeroed_tflites["int8"]
+    report = profile(data, "nano33ble")
+    assert report.gzip_size_bytes == len(gzip.compress(data, compresslevel=9, mtime=0))
+    assert report.gzip_size_bytes < report.size_bytes
+    kernels = [r for r in report.layers if r["weight_sparsity"] is not None]
+    assert [r["op"] for r in kernels] == ["CONV_2D", "FULLY_CONNECTED", "FULLY_CONNECTED"]
+    expected = [np.asarray(model.get_layer(n).kernel.value) for n in ("conv", "fc", "head")]
+    for row, kernel in zip(kernels, expected, strict=True):
+        assert row["weight_elements"] == kernel.size
+        # int8 rounding may add zeros (weights below half a step), never remove them.
+        assert row["weight_zeros"] >= int((kernel == 0).sum())
+        assert row["weight_encoding"] == "dense"
+    assert kernels[0]["weight_sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert kernels[1]["weight_sparsity"] == pytest.approx(0.75, abs=0.05)
+    assert report.weight_elements == sum(k.size for k in expected)
+    assert report.weight_zeros == sum(r["weight_zeros"] for r in kernels)
+    assert report.sparse_tensors == 0 and report.arena_bytes is not None
+    quantize_row = report.layers[0]
+    assert quantize_row["op"] == "QUANTIZE" and quantize_row["weight_sparsity"] is None
+    d = json.loads(report.to_json())
+    assert d["weight_sparsity"] == pytest.approx(report.weight_sparsity)
+    assert d["gzip_size_bytes"] == report.gzip_size_bytes
+    table = report.table()
+    assert "gzip -9" in table and "kernel weight sparsity" in table and "50.0%" in table
+    # One implementation: effkeras.prune.sparsity_report counts the same zeros.
+    from effkeras.prune import sparsity_report
+
+    pruned = sparsity_report(data)
+    assert pruned.gzip_bytes == report.gzip_size_bytes
+    assert pruned.zero_elements == report.weight_zeros
+
+
+def test_sparse_format_is_decoded_and_flagged_for_tflm(zeroed_tflites):
+    dense = profile(zeroed_tflites["int8"], "nano33ble")
+    sparse = profile(zeroed_tflites["int8_sparse"], "nano33ble")
+    assert sparse.sparse_tensors >= 1 and sparse.ops.get("DENSIFY", 0) == sparse.sparse_tensors
+    # Decoding the sparse format gives exactly the zeros of the dense int8 model.
+    assert sparse.weight_zeros == dense.weight_zeros
+    assert sparse.weight_elements == dense.weight_elements
+    # DENSIFY outputs are not counted as parameters twice, nor lost.
+    assert sparse.params == dense.params
+    enc = [r for r in sparse.layers if r["weight_encoding"] == "sparse"]
+    assert all(r["weight_stored_bytes"] < r["weight_elements"] for r in enc if r["op"] != "CONV_2D")
+    # TFLite Micro itself has no DENSIFY kernel: the profile says so and why.
+    assert sparse.arena_bytes is None and sparse.tflm_unsupported_ops == ["DENSIFY"]
+    assert "sparse=False" in sparse.arena_error and "sparse format" in sparse.arena_error
+    assert "(sparse)" in sparse.table() and "cannot run" in sparse.table()
+    assert sparse.fits("nano33ble") is False
+
+
+def test_tflm_itself_refuses_sparse_models(zeroed_tflites):
+    from effkeras.errors import UnsupportedOpsError
+
+    with pytest.raises(UnsupportedOpsError, match="sparse=False"):
+        TFLMRunner(zeroed_tflites["int8_sparse"], verify=False)
+
+
+def test_block_sparse_float_kernel_decodes_exactly(zeroed_model, zeroed_tflites):
+    from effkeras.convert.weights import dense_values, is_sparse_encoded, kernel_tensor
+
+    model, _ = zeroed_model
+    tm = read_tflite(zeroed_tflites["float_sparse"])
+    fcs = [op for op in tm.ops if op.name == "FULLY_CONNECTED"]
+    kernel = kernel_tensor(tm, fcs[0])
+    assert is_sparse_encoded(tm, kernel)
+    params = tm._model.subgraphs[0].tensors[kernel.index].sparsity
+    assert params.blockMap is not None and len(params.blockMap) == 1  # 1x4 blocks
+    expected = np.asarray(model.get_layer("fc").kernel.value).T  # TFLite stores (units, in)
+    np.testing.assert_array_equal(dense_values(tm, kernel), expected)
+    conv = kernel_tensor(tm, next(op for op in tm.ops if op.name == "CONV_2D"))
+    expected_conv = np.transpose(np.asarray(model.get_layer("conv").kernel.value), (3, 0, 1, 2))
+    np.testing.assert_array_equal(dense_values(tm, conv), expected_conv)
+
+
+def test_arduino_sketch_refuses_sparse_format_with_advice(zeroed_tflites, tmp_path):
+    from effkeras.deploy import arduino_sketch
+    from effkeras.errors import UnsupportedOpsError
+
+    with pytest.raises(UnsupportedOpsError, match="sparse=False") as info:
+        arduino_sketch(zeroed_tflites["int8_sparse"], tmp_path / "sparse_sketch")
+    assert info.value.ops == ["DENSIFY"]

@@ -198,3 +198,23 @@ def test_pruning_summaries_writes_sparsity_and_threshold(data, tmp_path):
                 values[v.tag] = float(tf.make_ndarray(v.tensor))
     assert values["prune_low_magnitude_conv/sparsity"] == pytest.approx(0.5)
     assert values["prune_low_magnitude_head/threshold"] > 0
+
+
+def test_callback_writes_steps_only_when_needed(data, monkeypatch):
+    """The per-batch host work is the schedule: pruning_step is written at the first batch,
+    when a mask changes and at epoch ends (a write per layer per batch cost ~0.1 ms)."""
+    import effkeras.prune.callbacks as callbacks_module
+
+    calls = []
+    real = callbacks_module.advance
+
+    def spy(prunes, followers, step, last_step=None, assign_steps=True):
+        calls.append(assign_steps)
+        return real(prunes, followers, step, last_step, assign_steps)
+
+    monkeypatch.setattr(callbacks_module, "advance", spy)
+    pruned = prune.prune_low_magnitude(cnn(), prune.ConstantSparsity(0.5, 0, frequency=100))
+    fit(pruned, data, epochs=2)
+    assert calls == [True] + [False] * 7
+    assert int(pruned.layers[0].pruning_step.numpy()) == 7
+    assert prune.sparsity(pruned) == pytest.approx({"conv": 0.5, "head": 0.5})

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from effkeras.errors import PruningError
-from effkeras.prune.update import pruning_layers, update_pruning_step
+from effkeras.prune.update import advance, pruning_layers, set_steps
 
 
 def _iterations(model: Any) -> int:
@@ -33,11 +33,17 @@ class UpdatePruningStep(keras.callbacks.Callback):
     (``BackupAndRestore``, ``ModelCheckpoint`` + ``load_model``) continues the schedule
     exactly where it stopped. Without this callback, training a pruned model raises an
     error that says to add it.
+
+    Each layer's ``pruning_step`` variable is brought up to date at the first batch,
+    whenever that layer's mask changes, and at the end of each epoch and of training
+    (not at every batch: that would be most of the callback's cost); the schedule itself
+    always follows ``optimizer.iterations``.
     """
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._last: int | None = None
-        if not pruning_layers(self.model)[0]:
+        self._prunes, self._followers = pruning_layers(self.model)
+        if not self._prunes:
             raise PruningError(
                 f"UpdatePruningStep was given to model.fit, but {self.model.name!r} has no "
                 f"pruned layers. Prune it first: "
@@ -46,8 +52,20 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         step = _iterations(self.model)
-        update_pruning_step(self.model, step, self._last)
+        # Host work per batch is kept to reading the step and evaluating the schedule:
+        # every layer's pruning_step is written on the first batch (which arms the
+        # missing-callback check), whenever its mask changes, and at each epoch's end.
+        if any(not layer.built for layer in self._prunes):  # built during this fit
+            self._prunes, self._followers = pruning_layers(self.model)
+        advance(self._prunes, self._followers, step, self._last, assign_steps=self._last is None)
         self._last = step
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._last is not None:
+            set_steps(self._prunes, self._last)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.on_epoch_end(-1)
 
 
 def _scalar(tf: Any, tag: str, value: float, step: int) -> None:

@@ -1,22 +1,20 @@
 """Sparsity of a converted model, read from the .tflite flatbuffer (no TensorFlow needed).
 
-``sparsity_report(tflite)`` finds each weight tensor (the filter input of CONV_2D,
-DEPTHWISE_CONV_2D and FULLY_CONNECTED), counts its zeros (in int8 for quantized models,
-float otherwise), and gives the model's dense size and gzip size: pruning does not make
-a dense .tflite smaller, but it compresses, and that is what an app download or an OTA
-update pays for.
+``sparsity_report(tflite)`` finds each kernel tensor (the filter input of CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED, CONV_3D and TRANSPOSE_CONV), counts its zeros (in int8
+for quantized models, float otherwise; sparse-format tensors are decoded first), and
+gives the model's dense size and gzip size: pruning does not make a dense .tflite
+smaller, but it compresses, and that is what an app download or an OTA update pays for.
+The counting lives in :mod:`effkeras.convert.weights`, shared with :func:`effkeras.profile`.
 """
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, field
 from typing import Any
 
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
-
-_WEIGHT_INPUT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "CONV_3D": 1,
-                 "TRANSPOSE_CONV": 1}  # fmt: skip
+from effkeras.convert.weights import constant_sources, gzip_size, kernel_tensor, weight_stats
 
 
 @dataclass
@@ -57,6 +55,7 @@ class SparsityReport:
             lines.append(
                 f"{r['op']:<20}{r['tensor'][:38]:<40}{r['dtype']:<9}{r['elements']:>10}"
                 f"{100 * r['sparsity']:>7.1f}%"
+                + (f"  sparse-encoded, {r['stored_bytes']} B" if r["encoding"] == "sparse" else "")
             )
         lines.append(
             f"size {self.size_bytes} B, gzip {self.gzip_bytes} B "
@@ -68,12 +67,6 @@ class SparsityReport:
         return self.table()
 
 
-def _sparse_tensor_count(model: TFLiteModel) -> int:
-    """How many tensors the converter stored in TFLite's sparse format."""
-    tensors = model._model.subgraphs[0].tensors or []
-    return sum(1 for t in tensors if getattr(t, "sparsity", None) is not None)
-
-
 def sparsity_report(tflite: bytes | str | TFLiteModel) -> SparsityReport:
     """Zeros per weight tensor, dense size and gzip size of a .tflite model.
 
@@ -81,51 +74,27 @@ def sparsity_report(tflite: bytes | str | TFLiteModel) -> SparsityReport:
         tflite: .tflite bytes, a path, or a :class:`~effkeras.convert.TFLiteModel`.
 
     Returns:
-        A :class:`SparsityReport`; ``layers`` has one row per weight tensor:
-        ``{op, tensor, dtype, shape, elements, zeros, sparsity}``. Tensors stored in
-        TFLite's sparse format (``EXPERIMENTAL_SPARSITY``) are counted in
-        ``sparse_tensors`` and reported from their dense shape with unknown zeros (-1).
+        A :class:`SparsityReport`; ``layers`` has one row per kernel (filter) tensor:
+        ``{op, tensor, dtype, shape, elements, zeros, sparsity, stored_bytes, encoding}``.
+        Tensors stored in TFLite's sparse format (``to_tflite(..., sparse=True)``) are
+        decoded to count their zeros; they have ``encoding="sparse"`` and are counted in
+        ``sparse_tensors``. See :mod:`effkeras.convert.weights` for what counts as zero.
     """
     model = read_tflite(tflite)
     raw = model.data
+    sources = constant_sources(model)
     rows, seen = [], set()
-    # A weight can reach its op through DEQUANTIZE (float16 / sparse models).
-    producer = {o: op for op in model.ops for o in op.outputs}
     for op in model.ops:
-        pos = _WEIGHT_INPUT.get(op.name)
-        if pos is None or len(op.inputs) <= pos or op.inputs[pos] < 0:
+        tensor = kernel_tensor(model, op, sources)
+        if tensor is None or tensor.index in seen:
             continue
-        index = op.inputs[pos]
-        src = producer.get(index)
-        if src is not None and src.name in ("DEQUANTIZE", "DENSIFY") and src.inputs:
-            index = src.inputs[0]
-        if index in seen:
-            continue
-        seen.add(index)
-        tensor = model.tensors[index]
-        if not tensor.is_constant:
-            continue
-        data = model.tensor_data(tensor)
-        sparse_format = data is None or data.size != tensor.size
-        zeros = -1 if sparse_format else int((data == 0).sum())
-        rows.append(
-            {
-                "op": op.name,
-                "tensor": tensor.name,
-                "dtype": tensor.dtype,
-                "shape": list(tensor.shape),
-                "elements": int(tensor.size),
-                "zeros": zeros,
-                "sparsity": zeros / tensor.size if zeros >= 0 else float("nan"),
-            }
-        )
-    known = [r for r in rows if r["zeros"] >= 0]
+        seen.add(tensor.index)
+        rows.append({"op": op.name, **weight_stats(model, tensor).to_dict()})
     return SparsityReport(
         size_bytes=len(raw),
-        gzip_bytes=len(gzip.compress(raw, compresslevel=9, mtime=0)),
-        weight_elements=int(sum(r["elements"] for r in known)),
-        zero_elements=int(sum(r["zeros"] for r in known)),
+        gzip_bytes=gzip_size(raw),
+        weight_elements=int(sum(r["elements"] for r in rows)),
+        zero_elements=int(sum(r["zeros"] for r in rows)),
         layers=rows,
-        sparse_tensors=_sparse_tensor_count(model),
+        sparse_tensors=sum(1 for r in rows if r["encoding"] == "sparse"),
     )
-

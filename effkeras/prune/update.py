@@ -94,18 +94,44 @@ def update_pruning_step(
             f"Model {getattr(model, 'name', model)!r} has no pruned layers; wrap it first: "
             f"model = effkeras.prune.prune_low_magnitude(model, pruning_schedule=...)."
         )
+    return advance(prunes, followers, step, last_step)
+
+
+def set_steps(prunes: list[PruneLowMagnitude], step: int) -> None:
+    """Write ``step`` into every built layer's ``pruning_step`` variable."""
+    for layer in prunes:
+        if layer.built:
+            layer.pruning_step.assign(step)
+
+
+def advance(
+    prunes: list[PruneLowMagnitude],
+    followers: list[ChannelFollower],
+    step: int,
+    last_step: int | None = None,
+    assign_steps: bool = True,
+) -> list[str]:
+    """:func:`update_pruning_step` on layers already found.
+
+    With ``assign_steps=False`` only layers whose masks change get their ``pruning_step``
+    written (the callback's fast path: one variable write per layer per batch would cost
+    more host time than the rest of the update; it writes them all at epoch ends).
+    """
     updated: list[str] = []
     groups: dict[str, list[tuple[PruneLowMagnitude, float | None]]] = {}
     for layer in prunes:
         if not layer.built:
             continue
-        layer.pruning_step.assign(step)
+        if assign_steps:
+            layer.pruning_step.assign(step)
         sparsity = _turn(layer.pruning_schedule, step, last_step)
         if isinstance(layer.structure, Channel) and layer.channel_group:
             groups.setdefault(layer.channel_group, []).append((layer, sparsity))
             continue
         if sparsity is None:
             continue
+        if not assign_steps:
+            layer.pruning_step.assign(step)
         masks, thresholds = [], []
         for weight in layer.masked_weights():
             mask, threshold = layer.structure.mask(weight, sparsity)
@@ -121,6 +147,8 @@ def update_pruning_step(
         scores = sum(structure.scores(m.masked_weights()[-1]) for m, _ in members)
         keep, threshold = Channel.keep_from_scores(np.asarray(scores), max(due))
         for layer, _ in members:
+            if not assign_steps:
+                layer.pruning_step.assign(step)
             shape = layer.masks[-1].shape
             _assign(layer, [np.broadcast_to(keep, shape).astype("float32")], [threshold])
             updated.append(layer.name)
