@@ -59,3 +59,37 @@ def test_deploy_artifacts_match_models():
             settings = open(os.path.join(sketch, "model_settings.h")).read()
             side = json.load(open(path[: -len(".tflite")] + ".json"))
             assert str(arena_with_margin(side["arena_bytes"])) in settings
+
+
+SURVEY = sorted(glob.glob(os.path.join(ROOT, "tflite_models", "survey", "*.tflite")))
+DATA = os.environ.get("EFFKERAS_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
+
+
+@pytest.mark.parametrize("path", SURVEY, ids=os.path.basename)
+def test_survey_model_matches_sidecar(path):
+    """The survey suite's best effkeras int8 models (bench/survey.py wrote them)."""
+    side = json.load(open(path[: -len(".tflite")] + ".json"))
+    m = read_tflite(path)
+    assert m.size_bytes == side["size_bytes"] and m.is_full_integer
+    assert measure_arena(path) == side["arena_bytes"]
+    assert m.inputs[0].dtype == "INT8" and m.inputs[0].shape == (1, 32, 32, 3)
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(os.path.join(DATA, "cifar10_jpg")),
+    reason="CIFAR-10 JPEGs not present (../shared/data/cifar10_jpg or $EFFKERAS_DATA_DIR)",
+)
+def test_survey_models_score_their_sidecar_accuracy():
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import survey_models as sm
+
+    _, _, x_test, y_test = sm.load_cifar10_uint8(DATA, limit_train=10)
+    x = sm.scale(x_test)
+    for path in SURVEY:
+        side = json.load(open(path[: -len(".tflite")] + ".json"))
+        assert len(x) == side["test_samples"]
+        pred = LiteRTRunner(path, num_threads=2).predict(x)
+        acc = float(np.mean(np.argmax(pred, -1) == y_test))
+        assert acc == pytest.approx(side["accuracy"], abs=6e-5), os.path.basename(path)
