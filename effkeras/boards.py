@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from effkeras.errors import UnknownBoardError
+from effkeras.errors import EffkerasError, UnknownBoardError
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Board:
         for field in ("clock_mhz", "flash_kb", "ram_kb"):
             value = getattr(self, field)
             if not value or value <= 0:
-                raise ValueError(f"Board {field} must be positive. Received: {field}={value!r}")
+                raise EffkerasError(f"Board {field} must be positive. Received: {field}={value!r}")
 
     @property
     def flash_bytes(self) -> int:

@@ -184,7 +184,7 @@ def cmd_sketch(args) -> int:
         labels = [s.strip() for s in args.labels.split(",")]
     info = arduino_sketch(
         args.model, args.out, board=_board_from_args(args) or "nano33ble", name=args.name,
-        labels=labels, force=args.force,
+        labels=labels, force=args.force, arena_size=args.arena_size,
     )
     print(f"Arduino sketch written to {info.path}")
     for k in ("arena_bytes", "arena_size", "ops"):
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the sketch (default: from the file)")
     p.add_argument("--labels", help="comma-separated class labels")
     p.add_argument("--labels-file", help="file with one class label a line")
+    p.add_argument("--arena-size", type=_positive_int,
+                   help="kTensorArenaSize in bytes (default: measured arena plus margin)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_sketch)
 

@@ -38,7 +38,7 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 8):
     import keras
 
     if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2. Received: {num_classes!r}")
+        raise EffkerasError(f"num_classes must be an integer >= 2. Received: {num_classes!r}")
     layers = keras.layers
     x = inputs = keras.Input(shape=tuple(input_shape), name="image")
     small = input_shape[0] <= 16

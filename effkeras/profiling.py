@@ -78,7 +78,7 @@ import numpy as np
 from effkeras.boards import BOARDS, Board, get_board
 from effkeras.convert.flatbuffer import OpInfo, TensorInfo, TFLiteModel, read_tflite
 from effkeras.convert.weights import constant_sources, gzip_size, kernel_tensor, weight_stats
-from effkeras.errors import ConversionError, InvalidModelError, UnsupportedOpsError
+from effkeras.errors import ConversionError, EffkerasError, InvalidModelError, UnsupportedOpsError
 
 __all__ = ["ProfileReport", "board_fit", "op_macs", "profile"]
 
@@ -360,7 +360,7 @@ class ProfileReport:
         """
         if board is None:
             if len(self.boards) != 1:
-                raise ValueError(
+                raise EffkerasError(
                     f"This report covers {len(self.boards)} boards "
                     f"({', '.join(b['name'] for b in self.boards)}); name one. "
                     f"Received: board=None"

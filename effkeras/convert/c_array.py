@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from effkeras.convert.flatbuffer import TensorInfo, TFLiteModel, read_tflite
-from effkeras.errors import InvalidModelError, OutputExistsError
+from effkeras.errors import EffkerasError, InvalidModelError, OutputExistsError
 
 #: Bytes per line in the generated array (as ``xxd -i`` writes them).
 BYTES_PER_LINE = 12
@@ -201,7 +201,7 @@ def to_c_array(tflite: Any, name: str = "model", *, source_ext: str = ".cc") -> 
         InvalidModelError: the bytes are not a valid TFLite model.
     """
     if source_ext not in (".cc", ".cpp"):
-        raise ValueError(f"source_ext must be '.cc' or '.cpp'. Received: source_ext={source_ext!r}")
+        raise EffkerasError(f"source_ext must be '.cc' or '.cpp'. Received: source_ext={source_ext!r}")
     model = read_tflite(tflite)
     if not model.data:
         raise InvalidModelError(f"{model.source} is empty; there is nothing to embed.")
@@ -277,7 +277,7 @@ def parse_c_array(source_text: str) -> bytes:
     text = _COMMENT_RE.sub(" ", source_text)
     match = _ARRAY_RE.search(text)
     if match is None:
-        raise ValueError(
+        raise EffkerasError(
             "No 'unsigned char name[] = {...};' array found in the source text; pass the "
             "contents of a .cc/.cpp written by to_c_array."
         )
@@ -287,15 +287,15 @@ def parse_c_array(source_text: str) -> bytes:
         tokens.pop()  # trailing comma
     for i, tok in enumerate(tokens):
         if not _TOKEN_RE.match(tok):
-            raise ValueError(f"Array element {i} is not an integer literal. Received: {tok!r}")
+            raise EffkerasError(f"Array element {i} is not an integer literal. Received: {tok!r}")
         value = int(tok, 0)
         if not 0 <= value <= 255:
-            raise ValueError(f"Array element {i} is not a byte (0..255). Received: {tok!r}")
+            raise EffkerasError(f"Array element {i} is not a byte (0..255). Received: {tok!r}")
         out.append(value)
     name = match.group("name")
     len_match = re.search(rf"unsigned\s+int\s+{re.escape(name)}_len\s*=\s*(\d+)\s*;", text)
     if len_match is not None and int(len_match.group(1)) != len(out):
-        raise ValueError(
+        raise EffkerasError(
             f"{name}_len is {len_match.group(1)} but the array has {len(out)} elements; the "
             f"source is truncated or edited."
         )

@@ -225,10 +225,10 @@ def _check_labels(labels: Any, out: TensorInfo) -> list[str] | None:
     if labels is None:
         return None
     if isinstance(labels, str) or not hasattr(labels, "__len__"):
-        raise ValueError(f"labels must be a list of strings. Received: labels={labels!r}")
+        raise EffkerasError(f"labels must be a list of strings. Received: labels={labels!r}")
     n_classes = int(out.shape[-1]) if out.shape else 1
     if len(labels) != n_classes:
-        raise ValueError(
+        raise EffkerasError(
             f"labels must have one entry per class of the output ({n_classes}, output shape "
             f"{list(out.shape)}). Received: {len(labels)} labels"
         )
@@ -454,9 +454,9 @@ def arduino_sketch(
         used_arena = arena_with_margin(arena_bytes)
     else:
         if isinstance(arena_size, bool) or not isinstance(arena_size, int | np.integer):
-            raise ValueError(f"arena_size must be an integer. Received: arena_size={arena_size!r}")
+            raise EffkerasError(f"arena_size must be an integer. Received: arena_size={arena_size!r}")
         if arena_size < arena_bytes:
-            raise ValueError(
+            raise EffkerasError(
                 f"arena_size must be at least the {arena_bytes} bytes TFLM measured for this "
                 f"model. Received: arena_size={arena_size}. Leave it None for the measured "
                 f"size plus margin."

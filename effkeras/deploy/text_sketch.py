@@ -46,7 +46,7 @@ from effkeras.deploy.arduino import (
     _token,
     arduino_sketch,
 )
-from effkeras.errors import InvalidModelError, OutputExistsError
+from effkeras.errors import EffkerasError, InvalidModelError, OutputExistsError
 from effkeras.runtime.quant import quantize
 from effkeras.runtime.tflm_ops import TFLM_OPS
 from effkeras.text.c_projector import CONFIG_HEADER, c_sources, config_header
@@ -253,7 +253,7 @@ def text_sketch(
         or not isinstance(max_text_bytes, int)
         or not 1 <= max_text_bytes <= 65535
     ):
-        raise ValueError(
+        raise EffkerasError(
             f"max_text_bytes must be an integer in [1, 65535]. Received: max_text_bytes={max_text_bytes!r}"
         )
     out_dir = os.fspath(out_dir)
@@ -281,7 +281,7 @@ def text_sketch(
             )
     sample = projector.to_bytes(sample_text)
     if len(sample) > max_text_bytes:
-        raise ValueError(
+        raise EffkerasError(
             f"sample_text must fit max_text_bytes={max_text_bytes}. Received: {len(sample)} bytes"
         )
     sample_projection = projector.project(sample)

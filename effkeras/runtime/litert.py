@@ -14,7 +14,7 @@ import numpy as np
 
 from effkeras._capture import capture_fds
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
-from effkeras.errors import InvalidModelError
+from effkeras.errors import EffkerasError, InvalidModelError
 from effkeras.runtime.quant import dequantize, quantize
 
 KERNELS = ("xnnpack", "builtin", "reference")
@@ -40,7 +40,7 @@ def load_interpreter_class() -> tuple[Any, Any, str]:
 
 def _resolver(op_resolver_type, kernels: str):
     if kernels not in KERNELS:
-        raise ValueError(f"kernels must be one of {KERNELS}. Received: kernels={kernels!r}")
+        raise EffkerasError(f"kernels must be one of {KERNELS}. Received: kernels={kernels!r}")
     return {
         "xnnpack": op_resolver_type.AUTO,
         "builtin": op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
@@ -64,7 +64,7 @@ class LiteRTRunner:
 
     def __init__(self, model: Any, num_threads: int = 1, kernels: str = "xnnpack"):
         if not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive integer. Received: {num_threads!r}")
+            raise EffkerasError(f"num_threads must be a positive integer. Received: {num_threads!r}")
         self.model: TFLiteModel = read_tflite(model)
         interpreter_cls, resolver_type, self.package = load_interpreter_class()
         resolver = _resolver(resolver_type, kernels)
