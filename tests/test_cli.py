@@ -193,3 +193,12 @@ def test_boards_lists_table(capsys):
     boards = json.loads(capsys.readouterr().out)
     assert boards["nano33ble"]["ram_kb"] == 256 and boards["nano33ble"]["flash_kb"] == 1024
     assert boards["pico"]["core"] == "Cortex-M0+" and boards["portenta_h7"]["clock_mhz"] == 480
+
+
+def test_sketch_arena_size_too_small_exit_2(files, tmp_path, capsys):
+    assert main(["sketch", files["good"], "--out", str(tmp_path / "s"), "--arena-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "arena_size must be at least" in err and "Received: arena_size=64" in err
+    assert main(["sketch", files["good"], "--out", str(tmp_path / "s2"), "--arena-size",
+                 "65536"]) == 0
+    assert "kTensorArenaSize = 65536" in (tmp_path / "s2" / "model_settings.h").read_text()
