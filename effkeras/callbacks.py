@@ -55,7 +55,13 @@ class FreezeBatchNorm(_FreezeAt):
 
     From that epoch on (0-based, at its start) each folded layer uses the moving mean and
     variance only, with no batch-statistics correction, and stops updating them, as
-    recommended after a few epochs of QAT (Krishnamoorthi 2018).
+    recommended after a few epochs of QAT (Krishnamoorthi 2018): the training graph is
+    then exactly the converted graph.
+
+    It is optional: the folded layers train with gradients through the batch statistics
+    and convert from the moving ones either way. On short fine-tuning it can cost
+    accuracy (MobileNet-style model on 10k MNIST, 2 QAT epochs at Adam 5e-4: 96.7%
+    never frozen, 96.1% frozen for the second epoch), so freeze late and measure.
 
     Args:
         epoch: the first epoch that trains with frozen batch norm.

@@ -76,7 +76,7 @@ def test_training_branch_matches_batch_normalization(tiny, digits):
     conv = q.get_layer("conv")
     before_mean = np.asarray(conv.moving_mean).copy()
     inp = q.get_layer("image_quant")(x)
-    out, _, _ = conv._batch_stat_branch(inp)
+    out, _, _ = conv._batch_norm_training(inp)
     out = keras.ops.convert_to_numpy(out)
     conv(inp, training=True)
     y = keras.ops.convert_to_numpy(tiny.get_layer("conv")(inp))
@@ -143,6 +143,7 @@ def test_save_and_load_give_identical_outputs(tiny, digits, tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_array_equal(q.predict(x, verbose=0), loaded.predict(x, verbose=0))
     conv = loaded.get_layer("conv")
+    assert conv.input_grid() is not None  # the loaded model is re-linked for exact inference
     assert float(conv.bn_frozen) == 1.0
     assert conv.output_range == q.get_layer("conv").output_range
     assert "conv" in report(loaded).quantized
@@ -339,3 +340,67 @@ def test_a_fresh_process_loads_the_model_after_importing_effkeras(tiny, digits, 
         assert proc.returncode == 0, proc.stderr[-2000:]
         got = np.asarray(json.loads(proc.stdout.strip().splitlines()[-1]), dtype="float32")
         np.testing.assert_array_equal(got, expected)
+
+
+def _gemmlowp_requantize(acc: np.ndarray, real_multiplier: float) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier in integers (the reference kernels' rounding)."""
+    import math
+
+    q, shift = math.frexp(real_multiplier)
+    mult = int(round(q * (1 << 31)))
+    left, right = max(shift, 0), max(-shift, 0)
+    ab = acc.astype(object) * (1 << left) * mult
+    high = np.array([(v + (1 << 30)) // (1 << 31) if v >= 0 else -((-v + (1 << 30) - 1)
+                     // (1 << 31)) for v in ab], dtype=np.int64)  # round half up
+    mask = (1 << right) - 1
+    rem, threshold = high & mask, (mask >> 1) + (high < 0)
+    return (high >> right) + (rem > threshold)
+
+
+def test_requantize_reproduces_the_reference_kernels_fixed_point_rounding():
+    import keras
+
+    from effkeras.quantize import requantize
+
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-40000, 40000, 4000)
+    for multiplier in (0.00731, 0.0421, 0.37, 1.7):
+        multiplier = float(np.float32(multiplier))  # 24 bits: held exactly in 31
+        want = _gemmlowp_requantize(acc, multiplier)
+        got = keras.ops.convert_to_numpy(
+            requantize(acc.astype("float64") * multiplier, np.float64(multiplier))
+        )
+        np.testing.assert_array_equal(got, want, err_msg=str(multiplier))
+        # ... which is not rounding once: ties within 2**-shift of a half step differ
+        if multiplier < 0.05:
+            assert np.any(np.round(acc * multiplier) != want)
+
+
+def test_inference_links_each_layer_to_its_input_grid_and_export_only_fake_quantizes(tiny, digits):
+    import keras
+
+    from effkeras.quantize import (
+        QuantGlobalAveragePooling2D,
+        export_graph,
+        quantization_layers,
+        quantize_model,
+    )
+
+    x = digits[0][:32]
+    q = quantize_model(tiny, calibration_data=x)
+    # calibration runs the fake-quantization path, so every range is set
+    assert all(float(layer.range_seen) == 1.0 for layer in quantization_layers(q))
+    conv = q.get_layer("conv")
+    scale, zero = conv.input_grid()
+    lo, hi = q.get_layer("image_quant").output_range
+    assert float(scale) == pytest.approx((hi - lo) / 255) and float(zero) == -128
+    exact = keras.ops.convert_to_numpy(conv(q.get_layer("image_quant")(x)))
+    with export_graph():
+        fake = keras.ops.convert_to_numpy(conv(q.get_layer("image_quant")(x)))
+    step = (conv.output_range[1] - conv.output_range[0]) / 255
+    assert np.max(np.abs(exact - fake)) <= step * 1.001  # one rounding step at most
+    layer = QuantGlobalAveragePooling2D(keepdims=False, name="gap")
+    assert QuantGlobalAveragePooling2D.from_config(layer.get_config()).get_config() == (
+        layer.get_config()
+    )
+    assert conv.get_config()["quantize_output"] is True

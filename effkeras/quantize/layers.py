@@ -10,17 +10,32 @@
 Batch-norm folding (Jacob et al. 2018, section 3.2; Krishnamoorthi 2018, section 3.2):
 the kernel that is fake-quantized is ``w * gamma / sqrt(moving_var + eps)`` (per output
 channel), exactly the kernel TFLite stores. While batch norm is not frozen, the layer
-also computes the float batch statistics of ``conv(x, w)``, updates the moving ones, and
-rescales the quantized convolution by ``sigma_moving / sigma_batch`` with the bias
-``beta - gamma * mean_batch / sigma_batch``, so training sees batch-normalized outputs.
+takes the batch statistics of ``conv(x, w)`` from that one quantized convolution (its
+output is ``conv(x, w)`` scaled per channel), updates the moving ones, and rescales the
+output by ``sigma_moving / sigma_batch`` around the batch mean, so training sees
+batch-normalized outputs with gradients through the statistics, at the cost of one
+convolution (not two).
 Once frozen (:class:`effkeras.callbacks.FreezeBatchNorm`), the correction is 1 and the
 bias uses the moving mean: the training graph is then the inference graph.
+
+At inference (``training`` false) the folded layers and
+:class:`QuantGlobalAveragePooling2D` compute what the int8 kernel computes, rounding
+included: the bias is rounded to its int32 grid and the result is requantized with
+TFLite's two-step fixed-point rounding (:func:`effkeras.quantize.quantizers.requantize`),
+so ``model.predict`` equals LiteRT's built-in/reference kernels and TFLite Micro. This
+needs the scale of the layer's input, which the layer finds when it is called on a
+symbolic tensor (functional model, or one loaded from a file): the quantization layer
+that produced it, through layers that keep their input's scale (MaxPooling, Flatten,
+...). Without one (a layer called eagerly) it rounds once, as the fake quantization
+does. While training, and while :func:`~effkeras.quantize.quantizers.export_graph` is
+active, the layers only fake-quantize (the ops the converter reads).
 
 The freeze flags and ranges are non-trainable variables, so checkpoints carry them.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import keras
@@ -28,9 +43,25 @@ from keras import ops
 
 from effkeras.quantize.quantizers import (
     FIXED_OUTPUT_RANGES,
+    activation_grid,
     batch_range,
+    exporting,
+    multiplier_exponent,
     quantize_activations,
     quantize_weights,
+    requantize,
+    round_half_away,
+    weight_scale,
+)
+
+L = keras.layers
+
+#: Layers whose output TFLite stores with the scale and zero point of their input.
+SHARED_SCALE = (
+    L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+    L.Flatten, L.Reshape, L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D,
+    L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
+    L.Identity, L.Permute,
 )
 
 PACKAGE = "effkeras"
@@ -103,6 +134,61 @@ class _RangeMixin:
         """The (min, max) real range of the quantized output, as Python floats."""
         return float(self.range_min.numpy()), float(self.range_max.numpy())
 
+    def output_grid(self):
+        """(scale, zero_point) of the int8 output, as tensors."""
+        if self._fixed_range is not None:
+            return activation_grid(*self._fixed_range)
+        return activation_grid(self.range_min, self.range_max)
+
+
+def _grid_source(tensor):
+    """The quantization layer whose int8 grid ``tensor`` (a KerasTensor) is on, or None."""
+    for _ in range(64):
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return None
+        layer = history.operation
+        if isinstance(layer, _RangeMixin):
+            return layer
+        if not isinstance(layer, SHARED_SCALE):
+            return None
+        tensor = layer._inbound_nodes[history.node_index].input_tensors[0]
+    return None
+
+
+class _InputGridMixin:
+    """Remembers the layer that quantized the input, to read the input scale at inference.
+
+    The link is made each time the layer is called on a symbolic tensor (building a
+    functional model, or loading one); it is a weak reference, not a tracked sublayer,
+    so it adds no weights and no configuration.
+    """
+
+    _grid_ref = None
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if isinstance(inputs, keras.KerasTensor):
+            source = _grid_source(inputs)
+            object.__setattr__(
+                self, "_grid_ref", weakref.ref(source) if source is not None else None
+            )
+        return super().__call__(*args, **kwargs)
+
+    def input_grid(self):
+        """(scale, zero_point) tensors of the input's int8 grid, or None when unknown."""
+        source = self._grid_ref() if self._grid_ref is not None else None
+        return source.output_grid() if source is not None else None
+
+    def _exact(self, training) -> bool:
+        """Simulate the int8 kernel exactly: at inference, not while calibrating/exporting."""
+        return (
+            not training
+            and self._range_mode is None
+            and not exporting()
+            and self._grid_ref is not None
+        )
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class QuantizeActivation(_RangeMixin, keras.layers.Layer):
@@ -164,7 +250,7 @@ class QuantizeActivation(_RangeMixin, keras.layers.Layer):
         return {**base_config, **config}
 
 
-class _FoldedLayer(_RangeMixin, keras.layers.Layer):
+class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
     """Linear op + bias + folded batch norm + fused ReLU/ReLU6 + output fake quantization.
 
     Subclasses define ``_kernel_shape(input_shape)``, ``_linear(x, kernel)``,
@@ -186,6 +272,7 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
         range_momentum: float = 0.99,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        quantize_output: bool = True,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -208,6 +295,7 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
         self.range_momentum = _check_momentum("range_momentum", range_momentum)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.quantize_output = bool(quantize_output)
 
     # -- subclass hooks -------------------------------------------------------------
     def _kernel_shape(self, input_shape) -> tuple[int, ...]:
@@ -225,6 +313,10 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
 
     def _quantize_kernel(self, kernel):
         return quantize_weights(kernel, axis=-1)
+
+    def _weight_scale(self, kernel):
+        """The weight scale of each output channel (a scalar for per-tensor weights)."""
+        return weight_scale(kernel, axis=-1)
 
     # -- Keras API -------------------------------------------------------------------
     def build(self, input_shape):
@@ -275,50 +367,71 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
             bias = bias + self.beta
         return self._kernel_per_channel(self.kernel, factor), bias, inv_sigma
 
-    def _batch_stat_branch(self, x):
-        """Training with batch statistics (not frozen): (corrected output, mean, variance).
+    def _batch_norm_training(self, x):
+        """Training output with batch norm folded: (output, batch mean, batch variance).
 
-        No variable is assigned here: the caller updates the moving statistics outside
-        of control flow (a MirroredStrategy cannot synchronize inside a cond).
+        One convolution, with the folded kernel ``w * gamma / sigma_moving`` quantized:
+        its output is ``f * conv(x, w)`` (``f = gamma / sigma_moving`` per channel), so
+        the batch statistics of ``conv(x, w)`` are those of the output divided by ``f``
+        and ``f**2``. Not frozen, the output is batch-normalized with them,
+        ``(out - mean(out)) * sigma_moving / sigma_batch + beta``, with gradients through
+        the statistics as in batch normalization (stopping them lets the moving
+        statistics drift away from what the weights need). Frozen, it is
+        ``out - f * moving_mean + beta``: the inference graph. Both are ``out * a + c``
+        with per-channel ``a`` and ``c`` selected by the freeze flag, so there is no
+        control flow around the convolution (a cond there costs more than the batch
+        normalization itself, and a MirroredStrategy cannot synchronize inside one).
         """
-        y = self._linear(x, self.kernel)
-        if self.use_bias:
-            y = y + self.bias
-        axes = list(range(len(y.shape) - 1))
-        mean, variance = ops.moments(y, axes=axes)
-        mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
+        frozen = self.bn_frozen > 0.5
         inv_sigma_moving = ops.rsqrt(self.moving_variance + self.bn_epsilon)
-        inv_sigma_batch = ops.rsqrt(variance + self.bn_epsilon)
         gamma = self.gamma if self.bn_scale else 1.0
-        kernel = self._kernel_per_channel(self.kernel, gamma * inv_sigma_moving)
-        out = self._linear(x, self._quantize_kernel(kernel))
-        # sigma_moving / sigma_batch: the quantized conv now sees the batch statistics.
-        out = out * (inv_sigma_batch / inv_sigma_moving)
-        bias = -mean
+        factor = gamma * inv_sigma_moving
+        out = self._linear(x, self._quantize_kernel(self._kernel_per_channel(self.kernel, factor)))
         if self.use_bias:
-            bias = bias + self.bias
-        bias = bias * gamma * inv_sigma_batch
+            out = out + self.bias * factor
+        axes = list(range(len(out.shape) - 1))
+        out_mean, out_variance = ops.moments(out, axes=axes)
+        # A channel with gamma ~ 0 carries no statistics: keep the moving ones there.
+        degenerate = ops.abs(factor) < 1e-6
+        safe = ops.where(degenerate, 1.0, factor)
+        mean = ops.where(degenerate, self.moving_mean, out_mean / safe)
+        variance = ops.where(degenerate, self.moving_variance, out_variance / (safe * safe))
+        ratio = ops.rsqrt(variance + self.bn_epsilon) / inv_sigma_moving
+        scale = ops.where(frozen, 1.0, ratio)
+        shift = ops.where(frozen, -self.moving_mean * factor, -out_mean * ratio)
         if self.bn_center:
-            bias = bias + self.beta
-        return out + bias, mean, variance
+            shift = shift + self.beta
+        return out * scale + shift, ops.stop_gradient(mean), ops.stop_gradient(variance)
 
     def _moving_stat_branch(self, x):
         kernel, bias, _ = self._folded()
         out = self._linear(x, self._quantize_kernel(kernel))
         return out if bias is None else out + bias
 
+    def _integer_inference(self, inputs):
+        """The int8 op exactly: int32 bias, two-step requantization, fused clamp."""
+        in_scale, _ = self.input_grid()
+        out_scale, out_zero = self.output_grid()
+        kernel, bias, _ = self._folded()
+        w_scale = self._weight_scale(kernel)
+        y = self._linear(inputs, self._quantize_kernel(kernel))
+        if bias is not None:
+            bias_scale = in_scale * w_scale
+            y = y + round_half_away(bias / bias_scale) * bias_scale
+        q = requantize(y / out_scale, in_scale * w_scale / out_scale) + out_zero
+        lo, hi = -128.0, 127.0
+        if self.activation in ("relu", "relu6"):
+            lo = ops.maximum(lo, out_zero)
+        if self.activation == "relu6":
+            hi = ops.minimum(hi, out_zero + round_half_away(6.0 / out_scale))
+        return (ops.clip(q, lo, hi) - out_zero) * out_scale
+
     def call(self, inputs, training=None):
+        if self.quantize_output and self._exact(training):
+            return self._integer_inference(inputs)
         if self.batch_norm and training and self.trainable:
             frozen = self.bn_frozen > 0.5
-            out, mean, variance = ops.cond(
-                frozen,
-                lambda: (
-                    self._moving_stat_branch(inputs),
-                    ops.convert_to_tensor(self.moving_mean),
-                    ops.convert_to_tensor(self.moving_variance),
-                ),
-                lambda: self._batch_stat_branch(inputs),
-            )
+            out, mean, variance = self._batch_norm_training(inputs)
             m = self.bn_momentum
             new_mean = self.moving_mean * m + mean * (1.0 - m)
             new_variance = self.moving_variance * m + variance * (1.0 - m)
@@ -330,6 +443,8 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
             out = ops.relu(out)
         elif self.activation == "relu6":
             out = ops.relu6(out)
+        if not self.quantize_output:
+            return out
         return self._quantize_output(out, training)
 
     def folded_weights(self) -> tuple[Any, Any]:
@@ -353,6 +468,7 @@ class _FoldedLayer(_RangeMixin, keras.layers.Layer):
             "range_momentum": self.range_momentum,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "quantize_output": self.quantize_output,
         }
         return {**base_config, **config}
 
@@ -387,6 +503,9 @@ class QuantConv2D(_FoldedLayer):
         bn_momentum, bn_epsilon, bn_center, bn_scale: that batch normalization's settings.
         range_momentum: momentum of the output range's moving average.
         kernel_initializer, bias_initializer: initializers for a fresh layer.
+        quantize_output: ``False`` leaves the (float) output to be quantized by the
+            Concatenate that alone consumes it: the converter gives such a tensor the
+            concatenation's scale, with no requantization in between.
     """
 
     def __init__(
@@ -493,6 +612,10 @@ class QuantDepthwiseConv2D(_FoldedLayer):
         flat = ops.reshape(kernel, (kh, kw, 1, cin * dm))
         return ops.reshape(quantize_weights(flat, axis=-1), (kh, kw, cin, dm))
 
+    def _weight_scale(self, kernel):
+        kh, kw, cin, dm = kernel.shape
+        return weight_scale(ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=-1)
+
     def _linear(self, x, kernel):
         return ops.depthwise_conv(
             x, kernel, strides=self.strides, padding=self.padding,
@@ -556,6 +679,9 @@ class QuantDense(_FoldedLayer):
         # One scale for the kernel: see effkeras.quantize.quantizers for why.
         return quantize_weights(kernel, axis=None)
 
+    def _weight_scale(self, kernel):
+        return weight_scale(kernel, axis=None)
+
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
@@ -564,4 +690,87 @@ class QuantDense(_FoldedLayer):
         return {**base_config, "units": self.units}
 
 
-QUANT_LAYERS = (QuantizeActivation, QuantConv2D, QuantDepthwiseConv2D, QuantDense)
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantGlobalAveragePooling2D(_InputGridMixin, _RangeMixin, keras.layers.Layer):
+    """GlobalAveragePooling2D as TFLite's int8 MEAN, with its own output range.
+
+    At inference it computes what the int8 kernel computes from the int8 input: the
+    integer sum over height and width, rescaled by ``input_scale / (N * output_scale)``
+    with the kernel's two-step rounding, which differs from rounding the float average
+    once in about one output in ten.
+
+    Args:
+        keepdims: keep the pooled axes as size 1 (the converter then emits a MEAN with
+            ``keep_dims``, whose int8 kernels round differently: that case is simulated
+            with a single rounding).
+        range_momentum: momentum of the output range's moving average.
+        **kwargs: base ``Layer`` arguments (``name``, ...).
+    """
+
+    _effkeras_quantized = True
+    _fixed_range = None
+
+    def __init__(self, keepdims: bool = False, range_momentum: float = 0.99, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+        self.range_momentum = _check_momentum("range_momentum", range_momentum)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"QuantGlobalAveragePooling2D expects (batch, height, width, channels) "
+                f"inputs. Received: input_shape={tuple(input_shape)}"
+            )
+        self._build_range(None)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        if self._exact(training) and not self.keepdims:
+            in_scale, _ = self.input_grid()
+            out_scale, out_zero = self.output_grid()
+            h, w = inputs.shape[1], inputs.shape[2]
+            count = h * w if h is not None and w is not None else None
+            if count is not None:
+                # float64: the integer sum is exact and the first rounding is sharp.
+                x = ops.cast(inputs, "float64")
+                in64 = ops.cast(in_scale, "float64")
+                total = ops.sum(ops.round(x / in64), axis=(1, 2))  # sum of (q - zero_point)
+                multiplier = in64 / (count * ops.cast(out_scale, "float64"))
+                # The kernel folds 1/N into the multiplier's shift (up to 2**floor(log2 N)).
+                q = _mean_requantize(total * multiplier, in64 / ops.cast(out_scale, "float64"),
+                                     count)
+                q = ops.clip(q + ops.cast(out_zero, "float64"), -128.0, 127.0)
+                q = ops.cast(q, "float32")
+                return (q - out_zero) * out_scale
+        y = ops.mean(inputs, axis=(1, 2), keepdims=self.keepdims)
+        return self._quantize_output(y, training)
+
+    def compute_output_shape(self, input_shape):
+        if self.keepdims:
+            return (input_shape[0], 1, 1, input_shape[3])
+        return (input_shape[0], input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        base_config = super().get_config()
+        config = {"keepdims": self.keepdims, "range_momentum": self.range_momentum}
+        return {**base_config, **config}
+
+
+def _mean_requantize(steps, ratio, count: int):
+    """TFLite's int8 MEAN rescaling (reference_ops::QuantizedMeanOrSum).
+
+    The multiplier ``ratio = input_scale / output_scale`` is split as ``q * 2**e``; the
+    kernel divides ``q * 2**s`` by ``count`` (``s = min(floor(log2 count), 32, 31 + e)``)
+    and shifts right by ``s - e``, so the first rounding has that many fractional bits.
+    """
+    e = multiplier_exponent(ratio)
+    shift = ops.minimum(float(min(count.bit_length() - 1, 32)), 31.0 + e)
+    p = ops.power(2.0, ops.maximum(shift - e, 0.0))
+    first = ops.floor(steps * p + 0.5)
+    return round_half_away(first / p)
+
+
+QUANT_LAYERS = (
+    QuantizeActivation, QuantConv2D, QuantDepthwiseConv2D, QuantDense,
+    QuantGlobalAveragePooling2D,
+)

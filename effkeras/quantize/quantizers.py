@@ -8,16 +8,33 @@ TFLite int8 (the converter's quantization spec):
 
 - weights: int8 symmetric, zero point 0, narrow range [-127, 127], ``scale = max|w| / 127``
   per output channel for CONV_2D and DEPTHWISE_CONV_2D. FULLY_CONNECTED weights get one
-  scale per tensor: the TFLite converter (2.21) cannot carry a per-channel FakeQuant
-  through the transpose it inserts for a MatMul kernel ("'tfl.transpose' op has
-  mismatched quantized axes"), and per-tensor is what the int8 spec prescribes for it;
+  scale per tensor, and the simulation uses exactly that: the TFLite converter (2.21)
+  cannot carry a per-channel FakeQuant through the transpose it inserts for a MatMul
+  kernel ("'tfl.transpose' op has mismatched quantized axes"), whether the kernel is
+  fake-quantized as (in, units) along units, as (units, in) along axis 0 and transposed
+  back, or used through an einsum. (Post-training quantization, which quantizes the
+  constant after the transpose, does emit per-channel FULLY_CONNECTED weights.)
 - activations: int8 asymmetric, one scale and zero point per tensor, range [-128, 127];
   the real range always contains 0 (so that padding and ReLU are exact);
 - fixed output ranges: softmax and logistic ``scale = 1/256, zero_point = -128``; tanh
   ``scale = 1/128, zero_point = 0``.
+
+Requantization (:func:`requantize`): the int8 kernels that TFLite Micro and LiteRT's
+reference kernel set run (and LiteRT's built-in kernels, except for a few ties in their
+3x3 depthwise fast path) rescale an int32 accumulator ``acc`` by a real
+multiplier ``M = 2**e * q`` (``q`` in [0.5, 1) held in 31 bits) in two roundings: first
+``round_half_up(acc * q * 2**31 / 2**31)`` (gemmlowp's SaturatingRoundingDoublingHighMul),
+then a rounding right shift by ``-e`` (half away from zero). Relative to rounding
+``acc * M`` once, values within ``2**(e-1)`` of a half step round away from zero. The
+quantization layers reproduce this at inference, so that a Keras model's predictions
+equal the int8 model's, element for element (XNNPACK rounds once, in float).
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import keras
 from keras import ops
@@ -34,6 +51,85 @@ FIXED_OUTPUT_RANGES: dict[str, tuple[float, float]] = {
 
 #: Smallest real range an activation quantizer will use (avoids a zero scale).
 MIN_RANGE = 1e-6
+
+
+_EXPORTING = contextvars.ContextVar("effkeras_quantize_exporting", default=False)
+
+
+@contextlib.contextmanager
+def export_graph() -> Iterator[None]:
+    """Trace the quantization layers as the TFLite converter must see them.
+
+    Inside this context the layers emit only ``FakeQuantWithMinMaxVars`` ops (whose ranges
+    the converter reads) and skip the exact integer rounding they simulate at inference,
+    which would otherwise appear as extra float ops. :func:`effkeras.convert.to_tflite`
+    enters it while it exports a quantization-aware model.
+    """
+    token = _EXPORTING.set(True)
+    try:
+        yield
+    finally:
+        _EXPORTING.reset(token)
+
+
+def exporting() -> bool:
+    """True inside :func:`export_graph`."""
+    return _EXPORTING.get()
+
+
+def weight_scale(kernel, axis: int | None = -1):
+    """TFLite's symmetric weight scale ``max|kernel| / 127``, per channel along ``axis``."""
+    if axis is None:
+        reduce_axes = tuple(range(len(kernel.shape)))
+    else:
+        axis = axis % len(kernel.shape)
+        reduce_axes = tuple(i for i in range(len(kernel.shape)) if i != axis)
+    max_abs = ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes))
+    return ops.maximum(max_abs, MIN_RANGE) / 127.0
+
+
+def activation_grid(range_min, range_max):
+    """(scale, zero_point) of an int8 activation range, as the converter derives them.
+
+    ``scale = (max - min) / 255`` and ``zero_point = round(-128 - min / scale)`` clamped
+    to [-128, 127] (TensorFlow's FakeQuant "nudges" the range the same way).
+    """
+    scale = (range_max - range_min) / 255.0
+    scale = ops.maximum(scale, MIN_RANGE / 255.0)
+    zero_point = ops.clip(ops.round(-128.0 - range_min / scale), -128.0, 127.0)
+    return scale, zero_point
+
+
+def multiplier_exponent(multiplier):
+    """``e`` such that ``multiplier = q * 2**e`` with ``q`` in [0.5, 1) (C's frexp)."""
+    e = ops.floor(ops.log2(multiplier)) + 1.0
+    # log2 in float32 can be off by one next to a power of two: correct it.
+    e = ops.where(multiplier >= ops.power(2.0, e), e + 1.0, e)
+    return ops.where(multiplier < ops.power(2.0, e - 1.0), e - 1.0, e)
+
+
+def round_half_away(x):
+    """Round to the nearest integer, ties away from zero (TfLiteRound, std::round)."""
+    return ops.sign(x) * ops.floor(ops.abs(x) + 0.5)
+
+
+def requantize(steps, multiplier):
+    """Round ``steps`` (a real value in output quantization steps) as TFLite's int8 kernels do.
+
+    Args:
+        steps: ``accumulator * multiplier``: the exact real result divided by the output
+            scale (zero point not added).
+        multiplier: the real multiplier ``M`` of the requantization (input scale times
+            weight scale over output scale), broadcastable to ``steps``; it sets the
+            first rounding's precision ``2**-shift``.
+
+    Returns:
+        The integer result (as floats) before the zero point is added and clamped:
+        ``round_half_away(round_half_up(steps * 2**shift) / 2**shift)``.
+    """
+    p = ops.power(2.0, ops.maximum(-multiplier_exponent(multiplier), 0.0))
+    first = ops.floor(steps * p + 0.5)
+    return round_half_away(first / p)
 
 
 def quantize_weights(kernel, axis: int | None = -1):

@@ -6,7 +6,9 @@ converter will emit for each op:
 - Conv2D / DepthwiseConv2D / SeparableConv2D / Dense, the BatchNormalization that is the
   only consumer of their output, and a following ReLU/ReLU6 become one folded layer
   (:mod:`effkeras.quantize.layers`): one TFLite op, one quantized output.
-- Add, Subtract, Multiply, Concatenate, Average, AveragePooling2D, GlobalAveragePooling
+- GlobalAveragePooling2D becomes :class:`~effkeras.quantize.layers.QuantGlobalAveragePooling2D`
+  (TFLite's int8 MEAN, rounding included).
+- Add, Subtract, Multiply, Concatenate, Average, AveragePooling2D, GlobalAveragePooling1D
   and a standalone ReLU get their own output range (TFLite requantizes there); an
   Add/Concatenate followed only by a ReLU/ReLU6 fuses it and quantizes after it.
 - MaxPooling, Flatten, Reshape, padding, Dropout ... keep the scale of their input.
@@ -30,12 +32,7 @@ from effkeras.quantize import layers as ql
 L = keras.layers
 
 #: Layers whose output TFLite stores with the scale and zero point of their input.
-SHARED_SCALE = (
-    L.MaxPooling1D, L.MaxPooling2D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.Flatten, L.Reshape, L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D,
-    L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
-    L.Identity, L.Permute,
-)
+SHARED_SCALE = ql.SHARED_SCALE
 #: Layers TFLite runs in int8 with an output range of their own.
 OWN_RANGE = (
     L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
@@ -148,6 +145,7 @@ class _Rewriter:
         self.used: set[str] = set()
         self.quantized: dict[int, bool] = {}  # id(new tensor) -> on an int8 grid
         self.requantized: dict[int, Any] = {}  # id(float tensor) -> its quantized twin
+        self.deferred: set[int] = set()  # ids of outputs the consuming Concatenate quantizes
 
     # -- helpers ---------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -188,7 +186,9 @@ class _Rewriter:
         return type(layer).from_config(config)
 
     # -- the graph walk --------------------------------------------------------------
-    def run(self, model, inputs: list) -> list:
+    def run(self, model, inputs: list, outer_consumer=None) -> list:
+        """Rewrite ``model``'s graph on ``inputs``; ``outer_consumer(i)`` is the node that
+        alone consumes output ``i`` of a nested model in the enclosing graph (or None)."""
         graph = model
         if isinstance(model, keras.Sequential):
             graph = getattr(model, "_functional", None)
@@ -212,6 +212,13 @@ class _Rewriter:
                 return users[0]
             return None
 
+        def consumer_across_models(t):
+            """sole_consumer, looking through the outputs of a nested model."""
+            if id(t) in outputs and outer_consumer is not None:
+                index = [id(o) for o in graph.outputs].index(id(t))
+                return outer_consumer(index)
+            return sole_consumer(t)
+
         tensors = {id(k): v for k, v in zip(graph.inputs, inputs, strict=True)}
         done: set[int] = set()
         for node in nodes:
@@ -223,10 +230,15 @@ class _Rewriter:
             args, kwargs = node.arguments.fill_in(tensors)
             kwargs.pop("training", None)
             if isinstance(layer, LINEAR) and unsupported_reason(layer) is None:
-                out_node, y = self.linear(layer, node, args, sole_consumer, done)
+                out_node, y = self.linear(
+                    layer, node, args, sole_consumer, done, consumer_across_models
+                )
             elif isinstance(layer, keras.Model):
                 out_node = node
-                ys = self.run(layer, _flat(args))
+                ys = self.run(
+                    layer, _flat(args),
+                    outer_consumer=lambda i, n=node: consumer_across_models(n.outputs[i]),
+                )
                 y = ys[0] if len(ys) == 1 else ys
             else:
                 out_node, y = self.other(layer, node, args, kwargs, sole_consumer, done)
@@ -235,7 +247,7 @@ class _Rewriter:
                 tensors[id(k)] = v
         return [tensors[id(t)] for t in graph.outputs]
 
-    def linear(self, layer, node, args, sole_consumer, done):
+    def linear(self, layer, node, args, sole_consumer, done, consumer_across_models):
         x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
         out_node = node
         act = _act_name(layer.activation)
@@ -257,10 +269,15 @@ class _Rewriter:
         if act in FIXED:
             post, act = act, "linear"
         dynamic_bn = bn is not None and self.fold_batchnorm
+        # A tensor consumed only by a CONCATENATION gets the concatenation's scale from
+        # the converter (no requantization): leave its quantization to the Concatenate.
+        user = consumer_across_models(out_node.outputs[0])
+        to_concat = post is None and user is not None and isinstance(user.operation, L.Concatenate)
         common = {
             "activation": None if act == "linear" else act,
             "batch_norm": dynamic_bn,
             "range_momentum": self.range_momentum,
+            "quantize_output": not to_concat,
         }
         if dynamic_bn:
             common.update(
@@ -320,6 +337,8 @@ class _Rewriter:
                 if source is not None and getattr(new, attr, None) is not None:
                     getattr(new, attr).assign(source)
         self.quantized[id(y)] = True
+        if to_concat:
+            self.deferred.add(id(y))
         self.report.quantized.append(layer.name)
         if post is not None:
             y = keras.layers.Activation(post, name=self.name(f"{layer.name}_{post}"))(y)
@@ -328,6 +347,15 @@ class _Rewriter:
 
     def other(self, layer, node, args, kwargs, sole_consumer, done):
         flat = _flat(args)
+        if isinstance(layer, L.GlobalAveragePooling2D) and layer.data_format == "channels_last":
+            x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
+            y = ql.QuantGlobalAveragePooling2D(
+                keepdims=bool(layer.keepdims), range_momentum=self.range_momentum,
+                name=self.name(layer.name),
+            )(x)
+            self.quantized[id(y)] = True
+            self.report.quantized.append(layer.name)
+            return node, y
         if isinstance(layer, SHARED_SCALE):
             y = self.clone(layer)(*args, **kwargs)
             self.quantized[id(y)] = all(self.quantized.get(id(t), False) for t in flat)
@@ -336,7 +364,11 @@ class _Rewriter:
         fixed = fixed_kind(layer)
         relu = relu_kind(layer)
         if isinstance(layer, OWN_RANGE) or fixed or relu:
-            qargs = _map_flat(args, lambda t: self.ensure_quantized(t, f"{layer.name}_input_quant"))
+            qargs = _map_flat(
+                args,
+                lambda t: t if id(t) in self.deferred
+                else self.ensure_quantized(t, f"{layer.name}_input_quant"),
+            )
             y = self.clone(layer)(*qargs, **kwargs)
             out_node = node
             if isinstance(layer, FUSES_RELU):
