@@ -61,7 +61,12 @@ def test_deploy_artifacts_match_models():
             assert str(arena_with_margin(side["arena_bytes"])) in settings
 
 
-SURVEY = sorted(glob.glob(os.path.join(ROOT, "tflite_models", "survey", "*.tflite")))
+# The survey and microcontroller suites' int8 CIFAR-10 models (bench/survey.py, bench/mcu.py):
+# same input (int8, 1x32x32x3, images scaled to [-1, 1]) and the same sidecar fields.
+SURVEY = sorted(
+    glob.glob(os.path.join(ROOT, "tflite_models", "survey", "*.tflite"))
+    + glob.glob(os.path.join(ROOT, "tflite_models", "mcu", "*.tflite"))
+)
 DATA = os.environ.get("EFFKERAS_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
 
 

@@ -119,12 +119,10 @@ def unsupported_reason(layer) -> str | None:
 
 
 def _bn_foldable(bn, rank: int) -> bool:
+    if not isinstance(bn, L.BatchNormalization):
+        return False
     axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
-    return (
-        isinstance(bn, L.BatchNormalization)
-        and axis in (-1, rank - 1)
-        and not getattr(bn, "renorm", False)
-    )
+    return axis in (-1, rank - 1) and not getattr(bn, "renorm", False)
 
 
 def _unique(name: str, used: set[str]) -> str:

@@ -1,0 +1,380 @@
+"""Microcontroller suite: the MLPerf Tiny ResNet-8 on CIFAR-10, full size and half size, int8.
+
+The reference (MLPerf Tiny v1.x image classification): ResNet-8, about 78k parameters and
+12.5M MACs, a 98,496-byte int8 .tflite scoring 86.5% on the real CIFAR-10. The target:
+the reference's accuracy class at half its size (<= 49,248 bytes).
+
+Two halves:
+
+1. Training (``bench/mcu_train.py``, any Keras backend; the full run used JAX on a GPU):
+   ResNet-8 16/32/64 and a narrower ResNet-8 (12/22/42, the half-size budget) on labels;
+   the narrow one distilled from the full one; the full one channel-pruned with
+   ``effkeras.prune`` (``structure="channel"``, stripped).
+2. This script (host, TensorFlow backend): rebuilds every model from its weights, converts
+   it to int8 (``effkeras.convert.to_tflite``, 200 calibration images, int8 input and
+   output), optionally fine-tunes it with effkeras.quantize QAT (BN folded), evaluates each
+   .tflite with LiteRT on the CIFAR-10 JPEG test set, profiles params/MACs, measures the
+   TFLM arena and the nano33ble estimate, writes a BENCHMARKS.md section and
+   tflite_models/mcu/ entries.
+
+    .venv/bin/python bench/mcu.py --weights build/mcu/weights --data ../shared/data \\
+        --markdown BENCHMARKS.md --models tflite_models/mcu
+    .venv/bin/python bench/mcu.py --smoke           # CI: tiny, random data, < 40 s
+
+``main(argv)`` is the entry point the bench runner calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import survey_models as sm  # noqa: E402
+from survey import _b, _pct, evaluate, micro_facts, write_section  # noqa: E402
+
+BEGIN = "<!-- mcu-suite:begin -->"
+END = "<!-- mcu-suite:end -->"
+
+REFERENCE_BYTES = 98_496
+REFERENCE_ACC = 0.865
+HALF_BUDGET = REFERENCE_BYTES // 2
+# the half-size model is "in the reference's accuracy class" when its int8 accuracy is
+# within this many points of the full ResNet-8's int8 accuracy on the same (JPEG) test set
+CLASS_POINTS = 1.0
+
+CANDIDATES = (  # (stem, label, kind)
+    ("full", "ResNet-8 16/32/64 (MLPerf shape)", "full"),
+    ("narrow_12_22_42", "ResNet-8 12/22/42, labels", "half"),
+    ("distill_12_22_42", "ResNet-8 12/22/42, distilled from the full one", "half"),
+    ("prune_03", "full ResNet-8, channel-pruned 30% (effkeras.prune, stripped)", "half"),
+    ("prune_035", "full ResNet-8, channel-pruned 35% (effkeras.prune, stripped)", "half"),
+)
+
+
+def load_model(wdir: str, stem: str):
+    import keras
+
+    with open(os.path.join(wdir, f"{stem}.model.json")) as f:
+        model = keras.models.model_from_json(f.read())
+    model.load_weights(os.path.join(wdir, f"{stem}.weights.h5"))
+    return model
+
+
+def export_model(model):
+    """``model`` + softmax with short layer names: the converter stores every tensor's
+    name (Keras scope paths joined by ';' for fused ops), about 4 KB of a 50 KB file."""
+    import keras
+
+    for i, layer in enumerate(model.layers):
+        layer._name = f"l{i}"
+    model._name = "m"
+    return keras.Model(model.input, keras.layers.Softmax(name="s")(model.output), name="m")
+
+
+def int8_ptq(model, x_tr) -> bytes:
+    from effkeras.convert import to_tflite
+
+    return to_tflite(export_model(model), quantize="int8",
+                     representative_data=sm.scale(x_tr[:200]), io_dtype="int8")
+
+
+def host_prune(model, x_tr, y_tr, sparsity: float, samples: int, epochs: int, seed: int = 0, lr: float = 5e-5):
+    """Channel-prune a trained model on the host (effkeras.prune, constant ``sparsity`` from
+    step 0), fine-tune ``epochs`` on ``samples`` augmented images, strip the filters."""
+    import keras
+
+    import effkeras.prune as ep
+
+    keras.utils.set_random_seed(seed)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.ConstantSparsity(sparsity, 0, frequency=1),
+                                    structure="channel")
+    pruned.compile(optimizer=keras.optimizers.Adam(lr),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x_tr))[:samples]
+    for e in range(epochs):
+        pruned.fit(sm.scale(sm.augment(x_tr[idx], rng)), y_tr[idx], batch_size=128, epochs=e + 1,
+                   initial_epoch=e, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    return ep.strip_pruning(pruned)
+
+
+def int8_qat(model, x_tr, y_tr, samples: int, epochs: int, seed: int = 0) -> bytes:
+    """effkeras.quantize QAT (BN folded, calibrated on 500 images), ``epochs`` on ``samples``."""
+    import keras
+
+    import effkeras.callbacks
+    from effkeras.convert import to_tflite
+    from effkeras.quantize import quantize_model
+
+    qat = quantize_model(export_model(model), fold_batchnorm=True,
+                         calibration_data=sm.scale(x_tr[:500]))
+    qat.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x_tr))[:samples]
+    freeze = max(1, epochs - 1)
+    for e in range(epochs):
+        qat.fit(sm.scale(sm.augment(x_tr[idx], rng)), y_tr[idx], batch_size=128, epochs=e + 1,
+                initial_epoch=e, verbose=0,
+                callbacks=[effkeras.callbacks.FreezeBatchNorm(epoch=freeze),
+                           effkeras.callbacks.FreezeQuantRanges(epoch=freeze)])
+    return to_tflite(qat, quantize="int8", io_dtype="int8")
+
+
+def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict | None:
+    from effkeras.profiling import profile
+
+    base, _, sparsity = stem.partition("+prune")
+    if not os.path.isfile(os.path.join(wdir, f"{base}.weights.h5")):
+        return None
+    t = time.time()
+    model = load_model(wdir, base)
+    m = meta.get(base, {})
+    row = {"stem": stem, "label": label, "kind": kind, "epochs": m.get("epochs"),
+           "float_acc": m.get("float_test_accuracy")}
+    if sparsity:
+        model = host_prune(model, x_tr, y_tr, float(sparsity), args.host_prune_samples, args.host_prune_epochs)
+        logits = model.predict(sm.scale(x_te), batch_size=500, verbose=0)
+        row["float_acc"] = float(np.mean(np.argmax(logits, -1) == y_te))
+        row["host_prune"] = f"{args.host_prune_epochs} epoch(s) on {args.host_prune_samples} images, host CPU"
+    row["keras_params"] = int(model.count_params())
+    ptq = int8_ptq(model, x_tr)
+    rep = profile(ptq)
+    row.update(params=rep.params, macs=rep.macs, ptq_bytes=len(ptq), ptq_acc=evaluate(ptq, x_te, y_te))
+    best, how, acc = ptq, "converter PTQ (200 img)", row["ptq_acc"]
+    if args.qat_epochs > 0 and stem in args.qat_stems:
+        try:
+            qat = int8_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs)
+            row.update(qat_bytes=len(qat), qat_acc=evaluate(qat, x_te, y_te))
+            if row["qat_acc"] > acc:
+                best, how, acc = qat, "effkeras QAT (BN folded)", row["qat_acc"]
+        except Exception as exc:  # report, never hide
+            row["qat_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    row.update(int8_bytes=len(best), int8_acc=acc, int8_method=how, **micro_facts(best))
+    row["fits_half"] = len(best) <= HALF_BUDGET
+    row["_tflite"] = best
+    row["host_seconds"] = round(time.time() - t, 1)
+    print(f"[{stem}] {json.dumps({k: v for k, v in row.items() if k != '_tflite'})}", flush=True)
+    return row
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def choose(rows):
+    full = next((r for r in rows if r["kind"] == "full"), None)
+    halves = [r for r in rows if r["kind"] == "half" and r["fits_half"]]
+    half = max(halves, key=lambda r: r["int8_acc"]) if halves else None
+    met = bool(full and half and 100 * (full["int8_acc"] - half["int8_acc"]) <= CLASS_POINTS)
+    return full, half, met
+
+
+def markdown(rows, info) -> str:
+    full, half, met = choose(rows)
+    L = [BEGIN, f"## Microcontroller suite: MLPerf Tiny ResNet-8 on CIFAR-10, full vs half size (`{info['command']}`)", ""]
+    L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
+          f"- data: {info['data']}",
+          f"- reference: MLPerf Tiny ResNet-8 int8, {REFERENCE_BYTES:,} B, {REFERENCE_ACC:.1%} on the real CIFAR-10 "
+          f"(not re-measured here; JPEG CIFAR-10 costs models about 10 points, so compare the rows below with each "
+          f"other, not with {REFERENCE_ACC:.1%}). Half its size: <= {HALF_BUDGET:,} B.", ""]
+    L += ["| model | params | MACs | float acc (Keras) | int8 B | int8 acc | vs full int8 | arena KB | nano33ble ms | int8 how | <= half ref |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        d = "-" if full is None else f"{100 * (r['int8_acc'] - full['int8_acc']):+.2f} pt"
+        mark = " **(chosen)**" if r is half else ""
+        L.append(f"| {r['label']}{mark} | {r['params']:,} | {r['macs'] / 1e6:.2f}M | {_pct(r['float_acc'])} "
+                 f"| {r['int8_bytes']:,} | {_pct(r['int8_acc'])} | {d} "
+                 f"| {_b(r.get('arena_bytes') and round(r['arena_bytes'] / 1000, 1))} | {_b(r.get('nano33ble_ms'))} "
+                 f"| {r['int8_method']} | {'yes' if r['fits_half'] else 'no'} |")
+    L += [""]
+    if full and half:
+        verdict = "**met**" if met else "**not met**"
+        L.append(f"- Target (reference accuracy class at <= {HALF_BUDGET:,} B, read here as: int8 accuracy within "
+                 f"{CLASS_POINTS:g} point of the full ResNet-8's int8 on the same JPEG test set): {verdict}. Best "
+                 f"half-size model: {half['label']}, {half['int8_bytes']:,} B ({half['int8_bytes'] / REFERENCE_BYTES:.1%} "
+                 f"of the reference file), {_pct(half['int8_acc'])} vs {_pct(full['int8_acc'])} for the full "
+                 f"ResNet-8 ({full['int8_bytes']:,} B) — {100 * (full['int8_acc'] - half['int8_acc']):.2f} points lower.")
+    qat_rows = [r for r in rows if "qat_acc" in r or "qat_error" in r]
+    for r in qat_rows:
+        L.append(f"- QAT on `{r['stem']}` ({info['qat']}): " + (
+            f"{_pct(r['qat_acc'])} vs PTQ {_pct(r['ptq_acc'])}" if "qat_acc" in r else f"failed: {r['qat_error']}"))
+    L += [*info["notes"], END, ""]
+    return "\n".join(L)
+
+
+def write_models(rows, folder: str, info) -> list[str]:
+    full, half, met = choose(rows)
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for r, name in ((full, "resnet8_full_int8"), (half, "resnet8_half_int8")):
+        if r is None:
+            continue
+        with open(os.path.join(folder, name + ".tflite"), "wb") as f:
+            f.write(r["_tflite"])
+        side = {
+            "name": name,
+            "suite": "mcu",
+            "command": info["command"],
+            "mode": info["mode"],
+            "recipe": (f"{r['label']}; MLPerf Tiny ResNet-8 layout, Conv->BN->ReLU, L2 1e-4; augmentation "
+                       f"(flip, translate 3 px); {r['epochs']} epochs, batch 128, Adam 2e-3 cosine decay "
+                       f"({info['training']}); {r['int8_method']}"),
+            "dataset": "CIFAR-10 JPEG (../shared/data/cifar10_jpg), inputs scaled to [-1, 1]",
+            "accuracy": round(r["int8_acc"], 4),
+            "test_samples": info["test_samples"],
+            "size_bytes": r["int8_bytes"],
+            "arena_bytes": r.get("arena_bytes"),
+            "nano33ble_estimate_ms": r.get("nano33ble_ms"),
+            "params": r["params"],
+            "macs": r["macs"],
+            "float_accuracy": None if r["float_acc"] is None else round(r["float_acc"], 4),
+            "reference_int8_size_bytes": REFERENCE_BYTES,
+            "reference_accuracy_real_cifar10": REFERENCE_ACC,
+            "half_size_budget_bytes": HALF_BUDGET,
+            "target_met": met if r is half else None,
+            "io": "int8 input and output",
+        }
+        with open(os.path.join(folder, name + ".json"), "w") as f:
+            json.dump(side, f, indent=1)
+            f.write("\n")
+        written.append(name)
+    return written
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def smoke_weights(out: str) -> None:
+    """Train every job for one epoch on 128 random images, in this process (TF backend)."""
+    import mcu_train as mt
+
+    common = ["--data", "random", "--out", out, "--epochs", "1", "--prune-epochs", "1",
+              "--limit-train", "128", "--limit-test", "64"]
+    mt.decode_cache(mt.parse(common + ["--plan", "all"]))
+    for job in ("full", "narrow:12/22/42", "prune:0.3"):
+        mt.run_job(mt.parse(common + ["--job", job]))
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny run on random data (CI)")
+    p.add_argument("--weights", default="build/mcu/weights", help="mcu_train.py outputs")
+    p.add_argument("--data", default=os.environ.get("EFFKERAS_DATA_DIR", "../shared/data"))
+    p.add_argument("--qat-epochs", type=int, default=0)
+    p.add_argument("--qat-samples", type=int, default=10000)
+    p.add_argument("--qat-stems", default="full,narrow_12_22_42", help="candidates QAT is tried on")
+    p.add_argument("--host-prune", default="narrow_12_22_42:0.03",
+                   help="STEM:SPARSITY,...: channel-prune these trained models on the host")
+    p.add_argument("--host-prune-samples", type=int, default=10000)
+    p.add_argument("--host-prune-epochs", type=int, default=1)
+    p.add_argument("--limit-test", type=int)
+    p.add_argument("--markdown", help="file to write the section into (BENCHMARKS.md)")
+    p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models/mcu)")
+    p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--training", default="see the JSON files beside the weights")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    args.qat_stems = [s for s in args.qat_stems.split(",") if s]
+    t0 = time.time()
+    if args.smoke:
+        args.weights = tempfile.mkdtemp(prefix="mcu_smoke_", dir=_build_dir())
+        smoke_weights(args.weights)
+        args.host_prune, args.host_prune_samples = "narrow_12_22_42:0.1", 128
+        d = np.load(os.path.join(args.weights, "cifar10_u8.npz"))
+        x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
+        data_note = "random CIFAR-shaped data, 128 train / 64 test (the numbers mean nothing)"
+    else:
+        cache = os.path.join(args.weights, "cifar10_u8_host.npz")
+        if os.path.isfile(cache):
+            d = np.load(cache)
+            x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
+        else:
+            x_tr, y_tr, x_te, y_te = sm.load_cifar10_uint8(args.data)
+            np.savez(cache, xtr=x_tr, ytr=y_tr, xte=x_te, yte=y_te)
+        if args.limit_test:
+            x_te, y_te = x_te[: args.limit_test], y_te[: args.limit_test]
+        data_note = (f"CIFAR-10 JPEG, {len(x_tr):,} train / {len(x_te):,} test images (lossy: about 10 points "
+                     f"below the real CIFAR-10 for the same model)")
+    meta = {}
+    for fn in os.listdir(args.weights):
+        if fn.endswith(".json") and not fn.endswith(".model.json"):
+            with open(os.path.join(args.weights, fn)) as f:
+                meta[fn[:-5]] = json.load(f)
+    cands = list(CANDIDATES)
+    for spec in filter(None, args.host_prune.split(",")):
+        base, _, sp = spec.partition(":")
+        cands.append((f"{base}+prune{sp}", f"{base} channel-pruned {float(sp):.0%} on the host (effkeras.prune, stripped)",
+                      "half"))
+    rows = [r for c in cands
+            if (r := run_candidate(*c, args.weights, x_tr, y_tr, x_te, y_te, args, meta)) is not None]
+    info = {
+        "command": "bench/mcu.py --smoke" if args.smoke else "bench/mcu.py " + " ".join(argv or sys.argv[1:]),
+        "mode": "smoke (1 epoch per job on random data: the numbers mean nothing)" if args.smoke else "full",
+        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": " ".join(platform.uname()[:3]) + f", {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "training": args.training,
+        "data": data_note,
+        "qat": f"{args.qat_epochs} epoch(s) on {args.qat_samples} augmented training images, host CPU",
+        "test_samples": int(len(x_te)),
+        "notes": [
+            "- Accuracy: one training run each (no repeats), LiteRT with 2 threads on every test image; sizes are "
+            "exact .tflite bytes; params/MACs from effkeras.profiling.profile on the int8 file; arena: exact TFLM "
+            "arena on this 64-bit host (add a margin on a 32-bit Cortex-M); nano33ble: effkeras's estimate, not a "
+            "measurement.",
+            "- Training recipe (`bench/mcu_train.py`, GPU): all 50,000 JPEG training images, numpy augmentation (flip + "
+            "integer shift of up to 3 px, reflect), batch 128, Adam 2e-3 with cosine decay, L2 1e-4, 35 epochs (the "
+            "MLPerf Tiny reference trains 500); distillation: keras.distillation.Distiller, T=4, student_loss_weight "
+            "0.5, not tuned (it scored below training on labels); GPU pruning: PolynomialDecay to S over 8 of 10 "
+            "epochs, Adam 5e-4.",
+            f"- Host pruning (`--host-prune`): ConstantSparsity from step 0 (frequency 1), {args.host_prune_epochs} "
+            f"epoch(s) on {args.host_prune_samples:,} augmented training images, Adam 5e-5, then strip_pruning; "
+            "effkeras rounds the sparsity per channel space (3% removes one channel from the 22- and the 42-wide "
+            "spaces, none from the 12-wide one).",
+            "- Export: the Keras layers are renamed l0, l1, ... before conversion, because the converter stores each "
+            "tensor's scope path (fused ops join several with ';'): with Keras's names the 12/22/42 file is 51,648 B, "
+            "with short names 49,720 B; weights and ops are the same.",
+            "- QAT: effkeras.quantize.quantize_model(fold_batchnorm=True) fails on the residual `Add` "
+            "(AttributeError: 'Add' object has no attribute 'axis'), so every int8 file is the converter's PTQ "
+            "(200 calibration images, per-channel weights, int8 input/output).",
+        ],
+    }
+    md = markdown(rows, info)
+    print(md)
+    if args.markdown:
+        write_section(args.markdown, md)
+    if args.models:
+        print("models:", write_models(rows, args.models, info))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "rows": [{k: v for k, v in r.items() if k != "_tflite"} for r in rows]},
+                      f, indent=1, default=str)
+    if args.smoke:  # the smoke run's weights live in build/; leave nothing behind
+        import shutil
+
+        shutil.rmtree(args.weights, ignore_errors=True)
+    print(f"mcu suite done in {time.time() - t0:.0f}s")
+    return 0
+
+
+def _build_dir() -> str:
+    d = os.path.join(os.path.dirname(HERE), "build")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Train the microcontroller suite's ResNet-8 models (MLPerf Tiny image classification), any Keras backend.
+
+Runs where the accelerator is (``KERAS_BACKEND=jax`` on a GPU machine with no TensorFlow)
+or on the host (TensorFlow backend, for the smoke test). Keras + numpy (+ PIL, h5py);
+the ``prune`` job also imports ``effkeras.prune``, which needs Keras alone once
+``effkeras.convert.flatbuffer`` finds a flatbuffer schema module (``.whl/stub``).
+
+The model is the MLPerf Tiny ResNet-8 (``tiny/benchmark/training/image_classification/
+keras_model.py``)::
+
+    input 32x32x3 in [-1, 1]
+    Conv3x3(16) BN ReLU
+    stack 16:  [Conv3x3(16) BN ReLU Conv3x3(16) BN] + identity, ReLU
+    stack 32:  [Conv3x3/2(32) BN ReLU Conv3x3(32) BN] + Conv1x1/2(32), ReLU
+    stack 64:  [Conv3x3/2(64) BN ReLU Conv3x3(64) BN] + Conv1x1/2(64), ReLU
+    AveragePooling(8), Flatten, Dense(10), softmax
+
+about 78k parameters and 12.5M MACs. Here every Conv followed by BN has no bias (the
+reference's bias is redundant before BN; effkeras/the converter fold BN either way),
+so the int8 graph is the same. Models end in logits; ``survey_models.with_softmax``
+appends the softmax for export. L2 1e-4 on every kernel, He-normal init as the reference.
+
+Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
+
+- ``full``: ResNet-8 16/32/64, cross-entropy on labels, augmentation, Adam + cosine decay.
+- ``narrow:A/B/C``: the same ResNet-8 at widths A/B/C (the half-size candidate), same recipe.
+- ``distill:A/B/C``: ResNet-8 at A/B/C distilled from ``full`` (``keras.distillation``).
+- ``prune:S``: ``full`` channel-pruned to sparsity S with ``effkeras.prune``
+  (``structure="channel"``, PolynomialDecay), then ``strip_pruning`` (filters removed);
+  saves ``prune_S.model.json`` + ``prune_S.weights.h5``.
+
+Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
+weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
+that really ran.
+
+    KERAS_BACKEND=jax python bench/mcu_train.py --data .data --out /tmp/mcu \\
+        --plan all --epochs 40 --deadline-in 450
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import survey_models as sm  # noqa: E402
+from survey_train import AugmentedBatches, Deadline, accuracy, job_name  # noqa: E402
+
+BATCH = 128
+FULL_WIDTHS = (16, 32, 64)
+HALF_WIDTHS = (12, 22, 42)
+L2 = 1e-4
+
+
+def parse_widths(text: str) -> tuple[int, int, int]:
+    w = tuple(int(v) for v in str(text).replace(",", "/").split("/"))
+    if len(w) != 3:
+        raise ValueError(f"three widths A/B/C expected. Received: {text!r}")
+    return w  # type: ignore[return-value]
+
+
+def resnet8(widths=FULL_WIDTHS, l2: float = L2, name: str | None = None):
+    """The MLPerf Tiny ResNet-8 at ``widths`` (stem = first stack), ending in logits."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.L2(l2) if l2 else None
+    kw = dict(padding="same", kernel_initializer="he_normal", kernel_regularizer=reg)
+
+    def cbr(x, f, k=3, s=1, relu=True):
+        x = layers.Conv2D(f, k, strides=s, use_bias=False, **kw)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x) if relu else x
+
+    inp = keras.Input((32, 32, 3), name="image")
+    x = cbr(inp, widths[0])
+    for i, f in enumerate(widths):
+        s = 1 if i == 0 else 2
+        y = cbr(x, f, s=s)
+        y = cbr(y, f, relu=False)
+        if i > 0:  # 1x1 projection shortcut where the shape changes (bias, no BN, as MLPerf)
+            x = layers.Conv2D(f, 1, strides=s, **kw)(x)
+        x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.AveragePooling2D(int(x.shape[1]))(x)
+    x = layers.Flatten()(x)
+    out = layers.Dense(sm.NUM_CLASSES, kernel_initializer="he_normal", kernel_regularizer=reg,
+                       name="logits")(x)
+    return keras.Model(inp, out, name=name or "resnet8_" + "_".join(str(w) for w in widths))
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def cache_path(out: str) -> str:
+    return os.path.join(out, "cifar10_u8.npz")
+
+
+def load_data(args):
+    cp = cache_path(args.out)
+    if os.path.isfile(cp):
+        d = np.load(cp)
+        return d["xtr"], d["ytr"], d["xte"], d["yte"]
+    if args.data == "random":
+        rng = np.random.default_rng(0)
+        n, m = args.limit_train or 256, args.limit_test or 128
+        return (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                rng.integers(0, 10, n).astype(np.int64),
+                rng.integers(0, 256, (m, 32, 32, 3), dtype=np.uint8),
+                rng.integers(0, 10, m).astype(np.int64))
+    return sm.load_cifar10_uint8(args.data, args.limit_train, args.limit_test)
+
+
+def decode_cache(args):
+    if os.path.isfile(cache_path(args.out)):
+        return
+    t = time.time()
+    xtr, ytr, xte, yte = load_data(args)
+    np.savez(cache_path(args.out), xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+    print(f"data: train {xtr.shape} test {xte.shape} in {time.time() - t:.1f}s", flush=True)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def fit_epochs(model, xtr, ytr, epochs, deadline, seed, callbacks=(), log=None):
+    aug = AugmentedBatches(xtr, seed)
+    dl = Deadline(deadline)
+    done = 0
+    for e in range(epochs):
+        if not dl.more():
+            break
+        t = time.time()
+        h = model.fit(aug.epoch(), ytr, batch_size=BATCH, epochs=e + 1, initial_epoch=e,
+                      verbose=0, shuffle=True, callbacks=list(callbacks))
+        dl.epoch_times.append(time.time() - t)
+        done = e + 1
+        if log is not None:
+            log.append({k: float(v[-1]) for k, v in h.history.items()} | {"s": dl.epoch_times[-1]})
+        print(f"[{model.name}] epoch {done}/{epochs} {dl.epoch_times[-1]:.1f}s "
+              + " ".join(f"{k}={v[-1]:.4f}" for k, v in h.history.items()), flush=True)
+    return done
+
+
+def optimizer(lr, epochs, n):
+    import keras
+
+    steps = max(1, epochs * int(np.ceil(n / BATCH)))
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.01))
+
+
+def ce_compile(model, lr, epochs, n):
+    import keras
+
+    model.compile(optimizer=optimizer(lr, epochs, n),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+
+
+def save_model(model, out, stem):
+    model.save_weights(os.path.join(out, f"{stem}.weights.h5"))
+    with open(os.path.join(out, f"{stem}.model.json"), "w") as f:
+        f.write(model.to_json())
+
+
+def run_job(args) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    xtr, ytr, xte, yte = load_data(args)
+    kind, _, rest = args.job.partition(":")
+    name = job_name(args.job.replace("/", "_"))
+    t0 = time.time()
+    log: list[dict] = []
+    n = len(xtr)
+    info = {"job": args.job, "backend": keras.backend.backend(), "batch": BATCH,
+            "train_samples": int(n), "test_samples": int(len(xte)), "epochs_requested": args.epochs}
+    if kind in ("full", "narrow"):
+        widths = FULL_WIDTHS if kind == "full" else parse_widths(rest)
+        model = resnet8(widths)
+        ce_compile(model, args.lr, args.epochs, n)
+        info["epochs"] = fit_epochs(model, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
+        info.update(widths=list(widths), params=int(model.count_params()))
+    elif kind == "distill":
+        widths = parse_widths(rest)
+        teacher = resnet8(FULL_WIDTHS)
+        teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
+        teacher.trainable = False
+        model = resnet8(widths)
+        distiller = keras.distillation.Distiller(
+            teacher=teacher, student=model,
+            distillation_losses=keras.distillation.LogitsDistillation(temperature=args.temperature),
+            student_loss_weight=args.student_loss_weight)
+        distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
+        info.update(widths=list(widths), params=int(model.count_params()),
+                    temperature=args.temperature, student_loss_weight=args.student_loss_weight,
+                    teacher_float_accuracy=accuracy(teacher, xte, yte))
+    elif kind == "prune":
+        import effkeras.prune as ep
+
+        sparsity = float(rest)
+        model = resnet8(FULL_WIDTHS)
+        model.load_weights(os.path.join(args.out, "full.weights.h5"))
+        info["source_float_accuracy"] = accuracy(model, xte, yte)
+        steps = int(np.ceil(n / BATCH))
+        end = max(1, steps * max(1, args.prune_epochs - 2))
+        pruned = ep.prune_low_magnitude(
+            model, pruning_schedule=ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end),
+            structure="channel")
+        ce_compile(pruned, args.prune_lr, args.prune_epochs, n)
+        info["epochs"] = fit_epochs(pruned, xtr, ytr, args.prune_epochs, args.deadline, args.seed + 1,
+                                    callbacks=[ep.UpdatePruningStep()], log=log)
+        info["pruned_masked_accuracy"] = accuracy(pruned, xte, yte)
+        model = ep.strip_pruning(pruned)
+        info.update(sparsity=sparsity, params=int(model.count_params()))
+    else:
+        raise SystemExit(f"unknown job {args.job!r}")
+    save_model(model, args.out, name)
+    info["float_test_accuracy"] = accuracy(model, xte, yte)
+    info["seconds"] = round(time.time() - t0, 1)
+    info["log"] = log
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"[{args.job}] done: {json.dumps({k: v for k, v in info.items() if k != 'log'})}", flush=True)
+    return info
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def spawn(args, job, deadline):
+    cmd = [sys.executable, os.path.abspath(__file__), "--job", job, "--data", args.data,
+           "--out", args.out, "--epochs", str(args.epochs), "--seed", str(args.seed),
+           "--prune-epochs", str(args.prune_epochs), "--lr", str(args.lr),
+           "--prune-lr", str(args.prune_lr), "--temperature", str(args.temperature),
+           "--student-loss-weight", str(args.student_loss_weight)]
+    if deadline is not None:
+        cmd += ["--deadline", str(deadline)]
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    logf = open(os.path.join(args.out, f"{job_name(job.replace('/', '_'))}.log"), "w")
+    print(f"start {job}", flush=True)
+    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_all(procs):
+    rc = 0
+    for job, p in procs:
+        r = p.wait()
+        print(f"end {job} rc={r}", flush=True)
+        rc = rc or r
+    return rc
+
+
+def run_plan(args) -> int:
+    """``all``: phase 1 ``full`` and ``narrow`` in parallel; phase 2 ``distill`` and every
+    ``prune:S`` (both start from ``full``) in parallel."""
+    os.makedirs(args.out, exist_ok=True)
+    decode_cache(args)
+    half = args.half_widths
+    t0 = time.time()
+    end = args.deadline
+    mid = None if end is None else time.time() + (end - time.time()) * args.phase1_share
+    rc = wait_all([("full", spawn(args, "full", mid)), (f"narrow:{half}", spawn(args, f"narrow:{half}", mid))])
+    jobs = [f"distill:{half}"] + [f"prune:{s}" for s in args.sparsities.split(",") if s]
+    rc |= wait_all([(j, spawn(args, j, end)) for j in jobs])
+    print(f"plan done in {time.time() - t0:.0f}s rc={rc}", flush=True)
+    return rc
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with the CIFAR-10 JPEG tarballs, or 'random'")
+    p.add_argument("--out", required=True)
+    p.add_argument("--job", help="full | narrow:A/B/C | distill:A/B/C | prune:S")
+    p.add_argument("--plan", choices=("all",))
+    p.add_argument("--half-widths", default="/".join(str(w) for w in HALF_WIDTHS))
+    p.add_argument("--sparsities", default="0.3")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--prune-epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--prune-lr", type=float, default=5e-4)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--student-loss-weight", type=float, default=0.5)
+    p.add_argument("--phase1-share", type=float, default=0.55)
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--limit-test", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deadline", type=float, help="absolute UNIX time to stop training by")
+    p.add_argument("--deadline-in", type=float, help="seconds from now to stop training by")
+    args = p.parse_args(argv)
+    if args.deadline_in is not None:
+        args.deadline = time.time() + args.deadline_in
+    if not args.job and not args.plan:
+        p.error("give --job or --plan")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.plan:
+        return run_plan(args)
+    run_job(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Smoke test of the microcontroller suite (bench/mcu.py + bench/mcu_train.py).
+
+Trains the full ResNet-8, the 12/22/42 one and a channel-pruned full one for one epoch on
+128 random CIFAR-shaped images (TensorFlow backend, CPU), channel-prunes the narrow one on
+the host, converts every model to int8, evaluates it with LiteRT, profiles it, measures
+the TFLM arena and the nano33ble estimate, and writes the BENCHMARKS.md section and the
+tflite_models/mcu entries into a temporary folder. No ../shared data is needed.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+sys.path.insert(0, BENCH)
+
+
+def test_resnet8_is_the_mlperf_shape():
+    pytest.importorskip("keras")
+    import mcu_train as mt
+
+    m = mt.resnet8()
+    convs = [la for la in m.layers if la.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [16, 16, 16, 32, 32, 32, 64, 64, 64]
+    assert sum(la.__class__.__name__ == "Add" for la in m.layers) == 3
+    assert 77_000 < m.count_params() < 79_000  # MLPerf Tiny ResNet-8: about 78k
+    assert mt.parse_widths("12/22/42") == (12, 22, 42)
+
+
+def test_mcu_suite_smoke(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    import mcu
+
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nother suites stay\n")
+    models = tmp_path / "mcu"
+    out = tmp_path / "r.json"
+    assert mcu.main(["--smoke", "--markdown", str(md), "--models", str(models), "--json", str(out)]) == 0
+    text = md.read_text()
+    assert "other suites stay" in text and mcu.BEGIN in text and mcu.END in text and "smoke" in text
+    rows = json.loads(out.read_text())["rows"]
+    full = next(r for r in rows if r["stem"] == "full")
+    assert full["macs"] == 12_501_632 and full["int8_bytes"] > 0
+    assert any(r["stem"].endswith("+prune0.1") for r in rows)
+    side = json.loads((models / "resnet8_full_int8.json").read_text())
+    assert side["size_bytes"] == os.path.getsize(models / "resnet8_full_int8.tflite")
+    assert side["arena_bytes"] and side["arena_bytes"] > 0 and side["suite"] == "mcu"
+    for key in ("name", "command", "mode", "recipe", "dataset", "accuracy", "test_samples",
+                "nano33ble_estimate_ms", "io"):
+        assert key in side
