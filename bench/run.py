@@ -11,6 +11,7 @@ Suites (each a script in bench/ with its own ``main(argv)``):
 | qat     | float / PTQ / effkeras QAT / tfmot QAT on MNIST and CIFAR-10       | ~1 h on 2 cores |
 | prune   | effkeras vs tfmot pruning, gzip sizes, channel-pruning speedup     | ~1 h on 2 cores |
 | text    | SMS spam: embedding baseline vs SGNN vs PRADO projection models    | minutes       |
+| mcu     | ResNet-8-class CIFAR-10 model, full vs half size, for a board      | GPU training + host |
 | survey  | the survey's CIFAR-10 width family, its recipe vs effkeras's       | GPU training + host |
 
 A full run writes its section into BENCHMARKS.md (each script replaces its own section
@@ -68,6 +69,12 @@ SUITES: dict[str, tuple[str, tuple[str, ...], list[str], list[str]]] = {
         ["--data-dir", "{data}/sms_spam", "--markdown", "BENCHMARKS.md"],
         ["--data-dir", "{data}/sms_spam", "--epochs", "1", "--runs", "5",
          "--markdown", "{out}/text.md"],
+    ),
+    "mcu": (
+        "mcu.py",
+        (),
+        ["--data", "{data}", "--markdown", "BENCHMARKS.md", "--models", "tflite_models/mcu"],
+        ["--smoke"],
     ),
     "survey": (
         "survey.py",
