@@ -114,19 +114,19 @@ class _RangeMixin:
         if self._range_mode == "calibrate":
             bmin, bmax = batch_range(x)
             seen = self.range_seen > 0.5
-            self.range_min.assign(ops.where(seen, ops.minimum(self.range_min, bmin), bmin))
-            self.range_max.assign(ops.where(seen, ops.maximum(self.range_max, bmax), bmax))
+            self.range_min.assign(ops.where(seen, ops.minimum(self.range_min.value, bmin), bmin))
+            self.range_max.assign(ops.where(seen, ops.maximum(self.range_max.value, bmax), bmax))
             self.range_seen.assign(1.0)
         elif training and self.trainable:
             bmin, bmax = batch_range(x)
             m = self.range_momentum
             seen = self.range_seen > 0.5
             frozen = self.ranges_frozen > 0.5
-            new_min = ops.where(seen, self.range_min * m + bmin * (1.0 - m), bmin)
-            new_max = ops.where(seen, self.range_max * m + bmax * (1.0 - m), bmax)
-            self.range_min.assign(ops.where(frozen, self.range_min, new_min))
-            self.range_max.assign(ops.where(frozen, self.range_max, new_max))
-            self.range_seen.assign(ops.where(frozen, self.range_seen, 1.0))
+            new_min = ops.where(seen, self.range_min.value * m + bmin * (1.0 - m), bmin)
+            new_max = ops.where(seen, self.range_max.value * m + bmax * (1.0 - m), bmax)
+            self.range_min.assign(ops.where(frozen, self.range_min.value, new_min))
+            self.range_max.assign(ops.where(frozen, self.range_max.value, new_max))
+            self.range_seen.assign(ops.where(frozen, self.range_seen.value, 1.0))
         return quantize_activations(x, self.range_min, self.range_max)
 
     @property
@@ -394,11 +394,11 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         # A channel with gamma ~ 0 carries no statistics: keep the moving ones there.
         degenerate = ops.abs(factor) < 1e-6
         safe = ops.where(degenerate, 1.0, factor)
-        mean = ops.where(degenerate, self.moving_mean, out_mean / safe)
-        variance = ops.where(degenerate, self.moving_variance, out_variance / (safe * safe))
+        mean = ops.where(degenerate, self.moving_mean.value, out_mean / safe)
+        variance = ops.where(degenerate, self.moving_variance.value, out_variance / (safe * safe))
         ratio = ops.rsqrt(variance + self.bn_epsilon) / inv_sigma_moving
         scale = ops.where(frozen, 1.0, ratio)
-        shift = ops.where(frozen, -self.moving_mean * factor, -out_mean * ratio)
+        shift = ops.where(frozen, -self.moving_mean.value * factor, -out_mean * ratio)
         if self.bn_center:
             shift = shift + self.beta
         return out * scale + shift, ops.stop_gradient(mean), ops.stop_gradient(variance)
@@ -435,8 +435,8 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
             m = self.bn_momentum
             new_mean = self.moving_mean * m + mean * (1.0 - m)
             new_variance = self.moving_variance * m + variance * (1.0 - m)
-            self.moving_mean.assign(ops.where(frozen, self.moving_mean, new_mean))
-            self.moving_variance.assign(ops.where(frozen, self.moving_variance, new_variance))
+            self.moving_mean.assign(ops.where(frozen, self.moving_mean.value, new_mean))
+            self.moving_variance.assign(ops.where(frozen, self.moving_variance.value, new_variance))
         else:
             out = self._moving_stat_branch(inputs)
         if self.activation == "relu":
