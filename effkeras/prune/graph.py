@@ -176,6 +176,36 @@ class Space:
         return not self.blocked
 
 
+#: Layers that are the identity at inference, so a Dense behind them still reads the
+#: flattened channels row for row.
+_FLAT_IDENTITY = ("Dropout", "GaussianDropout", "GaussianNoise", "AlphaDropout", "Identity")
+
+
+def _denses_after(t: int, consumers: dict, calls: dict, outputs: list) -> list | None:
+    """The Dense nodes reading tensor ``t`` directly or through identity-at-inference layers
+    (Flatten -> Dropout -> Dense), or None if anything else reads it."""
+    found: list = []
+    for d in consumers.get(t, []):
+        base = inner(d.layer)
+        if calls[id(d.layer)] != 1:
+            return None
+        if _is(base, "Dense"):
+            found.append(d)
+        elif (
+            _is(base, *_FLAT_IDENTITY)
+            and len(d.outputs) == 1
+            and d.outputs[0] not in outputs
+            and getattr(base, "noise_shape", None) is None
+        ):
+            deeper = _denses_after(d.outputs[0], consumers, calls, outputs)
+            if not deeper:
+                return None
+            found.extend(deeper)
+        else:
+            return None
+    return found or None
+
+
 def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
     """The channel spaces of a graph, and for each tensor id the index of its space."""
     parent: dict[int, int] = {}
@@ -243,13 +273,8 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
             if k == "source" and not shared:
                 space.consumers.append(n)
             elif _is(base, "Flatten") and _channels_last(base) and len(n.outputs) == 1:
-                dense = consumers.get(n.outputs[0], [])
-                ok = (
-                    dense
-                    and n.outputs[0] not in graph.outputs
-                    and all(_is(inner(d.layer), "Dense") and calls[id(d.layer)] == 1 for d in dense)
-                    and not shared
-                )
+                dense = _denses_after(n.outputs[0], consumers, calls, graph.outputs)
+                ok = bool(dense) and n.outputs[0] not in graph.outputs and not shared
                 if ok:
                     space.flatten_consumers.append((n, dense))
                 else:
