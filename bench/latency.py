@@ -18,13 +18,13 @@ noisy flags. Prints the machine (uname -a, CPU model, nproc) and the date first.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_lines as machine  # noqa: E402
 
 TARGETS = (
     ("litert:xnnpack", 1), ("litert:xnnpack", 2),
@@ -33,22 +33,6 @@ TARGETS = (
     ("tflm", 1),
     ("estimate:nano33ble", 1),
 )
-
-
-def machine() -> list[str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    return [f"- machine: `{uname}`", f"- CPU: {cpu}; nproc: {os.cpu_count()}",
-            f"- Python {platform.python_version()}; date: "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"]
 
 
 def digits_models(epochs: int) -> tuple[bytes, bytes]:

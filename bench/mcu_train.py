@@ -52,7 +52,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
-from survey_train import AugmentedBatches, Deadline, accuracy, job_name  # noqa: E402
+from survey_train import (  # noqa: E402
+    accuracy,
+    cache_path,
+    fit_epochs,
+    job_name,
+    wait_all,
+)
 
 BATCH = 128
 FULL_WIDTHS = (16, 32, 64)
@@ -99,10 +105,6 @@ def resnet8(widths=FULL_WIDTHS, l2: float = L2, name: str | None = None):
 # ---------------------------------------------------------------------------- data
 
 
-def cache_path(out: str) -> str:
-    return os.path.join(out, "cifar10_u8.npz")
-
-
 def load_data(args):
     cp = cache_path(args.out)
     if os.path.isfile(cp):
@@ -128,25 +130,6 @@ def decode_cache(args):
 
 
 # ---------------------------------------------------------------------------- training
-
-
-def fit_epochs(model, xtr, ytr, epochs, deadline, seed, callbacks=(), log=None):
-    aug = AugmentedBatches(xtr, seed)
-    dl = Deadline(deadline)
-    done = 0
-    for e in range(epochs):
-        if not dl.more():
-            break
-        t = time.time()
-        h = model.fit(aug.epoch(), ytr, batch_size=BATCH, epochs=e + 1, initial_epoch=e,
-                      verbose=0, shuffle=True, callbacks=list(callbacks))
-        dl.epoch_times.append(time.time() - t)
-        done = e + 1
-        if log is not None:
-            log.append({k: float(v[-1]) for k, v in h.history.items()} | {"s": dl.epoch_times[-1]})
-        print(f"[{model.name}] epoch {done}/{epochs} {dl.epoch_times[-1]:.1f}s "
-              + " ".join(f"{k}={v[-1]:.4f}" for k, v in h.history.items()), flush=True)
-    return done
 
 
 def optimizer(lr, epochs, n):
@@ -249,15 +232,6 @@ def spawn(args, job, deadline):
     logf = open(os.path.join(args.out, f"{job_name(job.replace('/', '_'))}.log"), "w")
     print(f"start {job}", flush=True)
     return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_all(procs):
-    rc = 0
-    for job, p in procs:
-        r = p.wait()
-        print(f"end {job} rc={r}", flush=True)
-        rc = rc or r
-    return rc
 
 
 def run_plan(args) -> int:

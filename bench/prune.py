@@ -26,10 +26,8 @@ on a fraction of the data and must not be quoted.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from _machine import default_data_dir, machine  # noqa: E402
 from _prune_common import (  # noqa: E402
     CONFIGS,
     TIMED,
@@ -49,7 +48,7 @@ from _prune_common import (  # noqa: E402
     schedule_args,
 )
 
-DATA_DIR = "/work/shared/data"
+DATA_DIR = default_data_dir()
 SETTINGS = {
     "mnist": {"limit_train": 10_000, "limit_test": 10_000, "float_epochs": 4,
               "finetune_epochs": 3},
@@ -57,22 +56,6 @@ SETTINGS = {
                 "finetune_epochs": 4},
 }  # fmt: skip
 QUICK = {"limit_train": 1_024, "limit_test": 512, "float_epochs": 1, "finetune_epochs": 1}
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    return {"uname": uname, "cpu": cpu, "nproc": str(os.cpu_count()),
-            "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
 
 
 def tflite_accuracy(data: bytes, x: np.ndarray, y: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/qat.py [--datasets mnist cifar10] [--archs cnn mobilenet]
         [--float-epochs 5] [--qat-epochs 2] [--cifar-train 10000] [--cifar-test 2000]
-        [--data-dir /work/shared/data] [--markdown OUT.md] [--json OUT.json]
+        [--data-dir ../shared/data] [--markdown OUT.md] [--json OUT.json]
 
 For each dataset and architecture (a conv+BN+ReLU CNN and a depthwise-separable
 MobileNet-style model, bench/_qat_models.py) it
@@ -35,11 +35,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from _machine import default_data_dir  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _machine import machine_lines as machine  # noqa: E402
 from _qat_models import BUILDERS, median, timed_steps  # noqa: E402
-from latency import machine  # noqa: E402
 
 
 def litert_accuracy(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"])
     parser.add_argument("--archs", nargs="+", default=list(BUILDERS))
-    parser.add_argument("--data-dir", default="/work/shared/data")
+    parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--float-epochs", type=int, default=5)
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -24,34 +24,17 @@ Prints the machine and date first; writes the markdown table to --markdown if gi
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_lines as machine  # noqa: E402
+
 EMBED_VOCAB = 10_000
 MAX_TOKENS = 64
-
-
-def machine() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    return [
-        f"- machine: `{uname}`",
-        f"- CPU: {cpu}; nproc: {os.cpu_count()}",
-        f"- Python {platform.python_version()}; date: "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-    ]
 
 
 def convert(model, calib) -> bytes:

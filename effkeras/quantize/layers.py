@@ -190,6 +190,21 @@ class _InputGridMixin:
         )
 
 
+def _conv_spatial(layer, input_shape) -> list[int | None]:
+    """Output height and width of a 2-D (depthwise) convolution layer, channels last."""
+    spatial = []
+    for size, k, s, d in zip(
+        input_shape[1:3], layer.kernel_size, layer.strides, layer.dilation_rate, strict=True
+    ):
+        if size is None:
+            spatial.append(None)
+        elif layer.padding == "same":
+            spatial.append(-(-size // s))
+        else:
+            spatial.append((size - d * (k - 1) - 1) // s + 1)
+    return spatial
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class QuantizeActivation(_RangeMixin, keras.layers.Layer):
     """Fake-quantize a tensor as TFLite stores it: int8, per tensor, asymmetric.
@@ -539,16 +554,7 @@ class QuantConv2D(_FoldedLayer):
         )
 
     def compute_output_shape(self, input_shape):
-        spatial = []
-        for size, k, s, d in zip(
-            input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate, strict=True
-        ):
-            if size is None:
-                spatial.append(None)
-            elif self.padding == "same":
-                spatial.append(-(-size // s))
-            else:
-                spatial.append((size - d * (k - 1) - 1) // s + 1)
+        spatial = _conv_spatial(self, input_shape)
         return (input_shape[0], *spatial, self.filters)
 
     def get_config(self) -> dict[str, Any]:
@@ -623,16 +629,7 @@ class QuantDepthwiseConv2D(_FoldedLayer):
         )
 
     def compute_output_shape(self, input_shape):
-        spatial = []
-        for size, k, s, d in zip(
-            input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate, strict=True
-        ):
-            if size is None:
-                spatial.append(None)
-            elif self.padding == "same":
-                spatial.append(-(-size // s))
-            else:
-                spatial.append((size - d * (k - 1) - 1) // s + 1)
+        spatial = _conv_spatial(self, input_shape)
         return (input_shape[0], *spatial, int(input_shape[-1]) * self.depth_multiplier)
 
     def get_config(self) -> dict[str, Any]:
