@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import machine_lines as machine  # noqa: E402
+from _section import write_section  # noqa: E402
 
 TARGETS = (
     ("litert:xnnpack", 1), ("litert:xnnpack", 2),
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         out += table("demo CNN at CIFAR-10 size (32x32x3, width 16)", fb, qb, args.runs,
                      args.warmup)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(out) + "\n")
+        write_section(args.markdown, "\n".join(out), "latency")
     return 0
 
 

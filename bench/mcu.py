@@ -41,10 +41,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
-from survey import _b, _pct, evaluate, micro_facts, write_section  # noqa: E402
+from _section import write_section  # noqa: E402
+from survey import _b, _pct, evaluate, micro_facts  # noqa: E402
 
-BEGIN = "<!-- mcu-suite:begin -->"
-END = "<!-- mcu-suite:end -->"
 
 REFERENCE_BYTES = 98_496
 REFERENCE_ACC = 0.865
@@ -181,7 +180,7 @@ def choose(rows):
 
 def markdown(rows, info) -> str:
     full, half, met = choose(rows)
-    L = [BEGIN, f"## Microcontroller suite: MLPerf Tiny ResNet-8 on CIFAR-10, full vs half size (`{info['command']}`)", ""]
+    L = [f"## Microcontroller suite: MLPerf Tiny ResNet-8 on CIFAR-10, full vs half size (`{info['command']}`)", ""]
     L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
           f"- data: {info['data']}",
           f"- reference: MLPerf Tiny ResNet-8 int8, {REFERENCE_BYTES:,} B, {REFERENCE_ACC:.1%} on the real CIFAR-10 "
@@ -208,7 +207,7 @@ def markdown(rows, info) -> str:
     for r in qat_rows:
         L.append(f"- QAT on `{r['stem']}` ({info['qat']}): " + (
             f"{_pct(r['qat_acc'])} vs PTQ {_pct(r['ptq_acc'])}" if "qat_acc" in r else f"failed: {r['qat_error']}"))
-    L += [*info["notes"], END, ""]
+    L += [*info["notes"]]
     return "\n".join(L)
 
 
@@ -355,7 +354,7 @@ def main(argv=None) -> int:
     md = markdown(rows, info)
     print(md)
     if args.markdown:
-        write_section(args.markdown, md)
+        write_section(args.markdown, md, "mcu")
     if args.models:
         print("models:", write_models(rows, args.models, info))
     if args.json:

@@ -38,6 +38,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _machine import default_data_dir, machine  # noqa: E402
+from _section import write_section  # noqa: E402
 from _prune_common import (  # noqa: E402
     CONFIGS,
     TIMED,
@@ -328,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(results, info, command.strip(), args.quick)
     print(text)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+        write_section(args.markdown, text, "prune")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=2, default=float)

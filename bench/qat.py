@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _machine import machine_lines as machine  # noqa: E402
+from _section import write_section  # noqa: E402
 from _qat_models import BUILDERS, median, timed_steps  # noqa: E402
 
 
@@ -196,8 +197,7 @@ def main(argv=None) -> int:
     text = markdown(rows, args, header)
     print(text)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+        write_section(args.markdown, text, "qat")
     return 0
 
 

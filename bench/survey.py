@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -39,9 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
+from _section import write_section  # noqa: E402
 
-BEGIN = "<!-- survey-suite:begin -->"
-END = "<!-- survey-suite:end -->"
 
 
 def tag(width: float) -> str:
@@ -200,7 +198,7 @@ def _b(v):
 
 
 def markdown(rows, info) -> str:
-    L = [BEGIN, f"## Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras (`{info['command']}`)", ""]
+    L = [f"## Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras (`{info['command']}`)", ""]
     L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
           f"- data: {info['data']}", ""]
     L += ["| width | recipe | float KB | float acc | int8 KB | int8 acc | arena KB | nano33ble ms | int8 how | target |",
@@ -223,18 +221,8 @@ def markdown(rows, info) -> str:
         cands = "; ".join(f"{c['sparsity']}: {c['int8_bytes']:,} B, {_pct(c['pruned_float_acc'])}" for c in e.get("candidates", []))
         L.append(f"| {r['width']} | {_pct(e['float_acc'])} ({e['float_bytes'] / 1000:.1f} KB) | {_pct(e.get('pruned_float_acc'))} "
                  f"| {_pct(e.get('ptq_acc'))} | {_pct(e.get('qat_acc'))} | {_b(e.get('params'))} | {cands} |")
-    L += ["", *info["notes"], END, ""]
+    L += ["", *info["notes"]]
     return "\n".join(L)
-
-
-def write_section(path: str, text: str) -> None:
-    old = open(path).read() if os.path.isfile(path) else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", lambda _: text, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
 
 
 def write_models(rows, folder: str, info) -> list[str]:
@@ -363,7 +351,7 @@ def main(argv=None) -> int:
     md = markdown(rows, info)
     print(md)
     if args.markdown:
-        write_section(args.markdown, md)
+        write_section(args.markdown, md, "survey")
     if args.models:
         print("models:", write_models(rows, args.models, info))
     if args.json:

@@ -11,9 +11,11 @@ Jobs (one process each; ``--plan`` runs a whole plan as parallel subprocesses):
 - ``survey:W``: the survey recipe at width W: same architecture, augmentation, CE loss.
 - ``distill:W``: effkeras's float stage: Conv->BN->ReLU at width W, augmentation and
   logits distillation from the teacher (``keras.distillation.Distiller``).
-- ``optimize:W[:S]``: effkeras's compression stage on ``distill:W``: channel pruning to
-  sparsity S (``effkeras.prune``, PolynomialDecay, ``strip_pruning`` removes the
-  channels), then QAT with batch-norm folding (``effkeras.quantize.quantize_model``,
+- ``optimize:W[:S[:SOURCE[:SCOPE]]]``: effkeras's compression stage on ``distill:W``:
+  channel pruning to sparsity S (``effkeras.prune``, PolynomialDecay, ``strip_pruning``
+  removes the channels; SCOPE ``all``: every conv and the hidden Dense, ``head``: only the
+  last conv and the hidden Dense, which hold most of the weights, through
+  ``layer_schedules``), then QAT with batch-norm folding (``effkeras.quantize.quantize_model``,
   ``FreezeBatchNorm``/``FreezeQuantRanges``). Saves the QAT model as ``.keras``.
 
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
@@ -190,9 +192,10 @@ def run_job(args) -> dict:
         width = float(parts[0])
         sparsity = float(parts[1]) if len(parts) > 1 else args.sparsity
         source = parts[2] if len(parts) > 2 else "distill"
-        model, extra = optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log)
+        scope = parts[3] if len(parts) > 3 else "all"
+        model, extra = optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope)
         info.update(extra)
-        info.update(width=width, sparsity=sparsity, source=source)
+        info.update(width=width, sparsity=sparsity, source=source, scope=scope)
     else:
         raise SystemExit(f"unknown job {args.job!r}")
     info["float_test_accuracy"] = accuracy(model, xte, yte)
@@ -204,14 +207,29 @@ def run_job(args) -> dict:
     return info
 
 
-def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log):
+def optimize_tag(width, sparsity, source="distill", scope="all") -> str:
+    """File stem of an ``optimize`` job's outputs (``scope="all"`` keeps the old names)."""
+    return job_name(f"optimize:{width}:{sparsity}:{source}" + ("" if scope == "all" else f":{scope}"))
+
+
+def head_schedules(model, schedule) -> dict:
+    """``layer_schedules`` pruning only the last conv and the hidden Dense of a survey CNN."""
+    convs = [layer.name for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    dense = [layer.name for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    return {**{n: None for n in convs[:-1]}, convs[-1]: schedule, dense[0]: schedule}
+
+
+def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"):
     """Channel pruning then QAT with BN folding, on the float student ``source``
-    (``distill``: the distilled one; ``ce``: the same Conv->BN->ReLU net trained on labels)."""
+    (``distill``: the distilled one; ``ce``: the same Conv->BN->ReLU net trained on labels);
+    ``scope="head"`` prunes only the last conv and the hidden Dense."""
 
     import effkeras.callbacks
     import effkeras.prune as ep
 
-    tag = job_name(f"optimize:{width}:{sparsity}:{source}")
+    if scope not in ("all", "head"):
+        raise SystemExit(f"scope must be 'all' or 'head'. Received: {scope!r}")
+    tag = optimize_tag(width, sparsity, source, scope)
     student = sm.survey_cnn(width, order="bn_relu")
     student.load_weights(os.path.join(args.out, f"{job_name(f'{source}:{width}')}.weights.h5"))
     extra = {"source_float_accuracy": accuracy(student, xte, yte)}
@@ -224,10 +242,12 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log):
         p_deadline = now + (args.deadline - now) * 0.55
     if sparsity > 0:
         end = max(1, int(steps * max(1, p_epochs - 2)))
+        schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end)
         pruned = ep.prune_low_magnitude(
             student,
-            pruning_schedule=ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end),
+            pruning_schedule=schedule,
             structure="channel",
+            layer_schedules=head_schedules(student, schedule) if scope == "head" else None,
         )
         ce_compile(pruned, 5e-4)
         extra["prune_epochs"] = fit_epochs(
@@ -325,7 +345,7 @@ def run_plan(args) -> int:
         jobs = [f"optimize:{w}:{s}" for w in widths for s in sparsities]
         rc |= wait_all([(j, spawn(args, j, end)) for j in jobs])
     if args.plan == "prune":
-        jobs = [f"optimize:{w}:{s}:{args.source}" for w in widths for s in sparsities]
+        jobs = [f"optimize:{w}:{s}:{args.source}:{args.prune_scope}" for w in widths for s in sparsities]
         rc |= wait_all([(j, spawn(args, j, end)) for j in jobs])
     if args.plan == "ce_prune":
         rc |= wait_all([(f"ce:{w}", spawn(args, f"ce:{w}", share(args.distill_share))) for w in widths])
@@ -350,6 +370,8 @@ def parse(argv=None):
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student-loss-weight", type=float, default=0.5)
     p.add_argument("--sparsities", default="0.4", help="channel sparsities of the pruning jobs")
+    p.add_argument("--prune-scope", default="all", choices=("all", "head"),
+                   help="what the prune plan's jobs prune: every layer, or the last conv and hidden Dense")
     p.add_argument("--distill-share", type=float, default=0.6,
                    help="share of the distill_prune time budget the distillation may use")
     p.add_argument("--teacher-width", type=float, default=sm.TEACHER_WIDTH)

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import machine_lines as machine  # noqa: E402
+from _section import write_section  # noqa: E402
 
 EMBED_VOCAB = 10_000
 MAX_TOKENS = 64
@@ -242,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines + extra)
     print(table)
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write("\n".join(machine()) + "\n\n" + table + "\n")
+        heading = "## Text without embedding tables: SGNN and PRADO vs an embedding baseline (SMS spam)"
+        command = ".venv/bin/python bench/text.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_section(args.markdown, "\n\n".join(
+            [heading, f"Command: `{command.strip()}`", "\n".join(machine()), table]), "text")
     return 0
 
 

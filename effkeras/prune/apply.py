@@ -15,6 +15,7 @@ output) is never channel-pruned.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -33,8 +34,13 @@ def _is_graph_model(model: Any) -> bool:
     return isinstance(model, keras.Sequential) or hasattr(model, "_nodes_by_depth")
 
 
-def _channel_plan(model: keras.Model, plan: dict[int, tuple[str, str]]) -> None:
-    """Fill ``plan``: id(layer) -> ("source" | "follower", group) for channel pruning."""
+def _channel_plan(
+    model: keras.Model,
+    plan: dict[int, tuple[str, str]],
+    groups: dict[str, list[keras.layers.Layer]] | None = None,
+) -> None:
+    """Fill ``plan``: id(layer) -> ("source" | "follower", group) for channel pruning, and
+    ``groups``: group -> its source layers (the layers that share one mask)."""
     graph = layer_graph(model)
     if graph is None:
         raise PruningError(
@@ -48,12 +54,14 @@ def _channel_plan(model: keras.Model, plan: dict[int, tuple[str, str]]) -> None:
         group = f"{space.sources[0].layer.name}_channels"
         for node in space.sources:
             plan[id(node.layer)] = ("source", group)
+            if groups is not None:
+                groups.setdefault(group, []).append(node.layer)
         for node in space.members:
             if needs_follower(node.layer):
                 plan[id(node.layer)] = ("follower", group)
     for layer in model.layers:
         if _is_graph_model(layer) and isinstance(layer, keras.Model):
-            _channel_plan(layer, plan)
+            _channel_plan(layer, plan, groups)
 
 
 def _fits(layer: keras.layers.Layer, structure: structures.Structure) -> str | None:
@@ -78,6 +86,7 @@ def prune_low_magnitude(
     sparsity_m_by_n: tuple[int, int] | None = None,
     *,
     structure: Any = None,
+    layer_schedules: Mapping[str, schedules.PruningSchedule | None] | None = None,
 ) -> Any:
     """Wrap a layer, a list of layers or a model's prunable layers for magnitude pruning.
 
@@ -98,6 +107,14 @@ def prune_low_magnitude(
             (with a warning) when pruning a model.
         structure: ``"unstructured"`` (default), ``"channel"`` (whole filters, removed by
             :func:`strip_pruning`), ``"block"``, ``"2:4"`` or a structure object.
+        layer_schedules: models only: ``{layer name: schedule}`` for layers that should be
+            pruned on their own schedule (``None``: leave that layer unpruned); every
+            other prunable layer follows ``pruning_schedule``. With
+            ``structure="channel"``, layers whose outputs are added together share one
+            mask, so naming one of them sets the schedule of all of them (naming two of
+            them with different schedules is an error). Example, prune a CNN's head
+            harder than its body: ``pruning_schedule=PolynomialDecay(0, 0.2, 0, 2000),
+            layer_schedules={"conv6": PolynomialDecay(0, 0.5, 0, 2000), "conv1": None}``.
 
     Returns:
         The wrapped layer(s) or the pruned model.
@@ -118,6 +135,11 @@ def prune_low_magnitude(
         "sparsity_m_by_n": sparsity_m_by_n,
         "structure": structure,
     }
+    if layer_schedules is not None and not isinstance(to_prune, keras.Model):
+        raise PruningError(
+            f"layer_schedules applies when pruning a model; to_prune is a "
+            f"{type(to_prune).__name__}. Wrap each layer with its own pruning_schedule instead."
+        )
     if isinstance(to_prune, list | tuple):
         return [prune_low_magnitude(layer, **args) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
@@ -128,7 +150,7 @@ def prune_low_magnitude(
                 f"layers where you build them instead: self.dense = "
                 f"prune_low_magnitude(keras.layers.Dense(64), ...)."
             )
-        return _prune_model(to_prune, resolved, args)
+        return _prune_model(to_prune, resolved, args, _check_layer_schedules(layer_schedules))
     if isinstance(to_prune, keras.layers.Layer):
         return PruneLowMagnitude(to_prune, **args)
     raise PruningError(
@@ -137,11 +159,123 @@ def prune_low_magnitude(
     )
 
 
-def _prune_model(model: keras.Model, structure: structures.Structure, args: dict) -> keras.Model:
+def _check_layer_schedules(
+    layer_schedules: Mapping[str, Any] | None,
+) -> dict[str, schedules.PruningSchedule | None]:
+    if layer_schedules is None:
+        return {}
+    if not isinstance(layer_schedules, Mapping):
+        raise PruningError(
+            f"layer_schedules must be a dict of layer name -> PruningSchedule or None. "
+            f"Received: {type(layer_schedules).__name__}"
+        )
+    out: dict[str, schedules.PruningSchedule | None] = {}
+    for name, sched in layer_schedules.items():
+        if not isinstance(name, str):
+            raise PruningError(f"layer_schedules keys must be layer names. Received: {name!r}")
+        if sched is not None and not isinstance(sched, schedules.PruningSchedule):
+            raise PruningError(
+                f"layer_schedules[{name!r}] must be a PruningSchedule or None. "
+                f"Received: {sched!r}"
+            )
+        out[name] = sched
+    return out
+
+
+def _same_schedule(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and a.get_config() == b.get_config()
+
+
+def _resolve_layer_schedules(
+    model: keras.Model,
+    per_layer: dict[str, schedules.PruningSchedule | None],
+    plan: dict[int, tuple[str, str]],
+    groups: dict[str, list[keras.layers.Layer]],
+    structure: structures.Structure,
+) -> dict[int, schedules.PruningSchedule | None]:
+    """id(layer) -> schedule (None: not pruned) for every layer ``per_layer`` touches."""
+    if not per_layer:
+        return {}
+    by_name = {layer.name: layer for layer in _all(model)}
+    unknown = sorted(set(per_layer) - set(by_name))
+    if unknown:
+        raise PruningError(
+            f"layer_schedules names layers that {model.name!r} does not have: {unknown}. "
+            f"Its layers: {sorted(by_name)}"
+        )
+    channel = isinstance(structure, structures.Channel)
+    if channel:
+        prunable = {n for n, layer in by_name.items() if plan.get(id(layer), ("",))[0] == "source"}
+    else:
+        prunable = {
+            n for n, layer in by_name.items()
+            if is_prunable(layer, structure) and _fits(layer, structure) is None
+        }
+    bad = sorted(set(per_layer) - prunable)
+    if bad:
+        why = (
+            "channel pruning can only remove filters of Conv/Dense layers whose outputs reach "
+            "batch norm, activations, pooling, depthwise, Add, Flatten->Dense and other "
+            "Conv/Dense (never a model output)"
+            if channel
+            else f"they have no weights structure={structure!r} can prune"
+        )
+        raise PruningError(
+            f"layer_schedules names layers that cannot be pruned: {bad} ({why}). "
+            f"Prunable layers: {sorted(prunable)}"
+        )
+    resolved: dict[int, schedules.PruningSchedule | None] = {}
+    if not channel:
+        for name, sched in per_layer.items():
+            resolved[id(by_name[name])] = sched
+        return resolved
+    for sources in groups.values():
+        named = [(s.name, per_layer[s.name]) for s in sources if s.name in per_layer]
+        if not named:
+            continue
+        first_name, first = named[0]
+        for name, sched in named[1:]:
+            if not _same_schedule(first, sched):
+                raise PruningError(
+                    f"layers {first_name!r} and {name!r} share one channel mask (their outputs "
+                    f"are added together), so they need the same schedule in layer_schedules. "
+                    f"Received: {first!r} and {sched!r}"
+                )
+        for s in sources:
+            resolved[id(s)] = first
+    return resolved
+
+
+def _prune_model(
+    model: keras.Model,
+    structure: structures.Structure,
+    args: dict,
+    per_layer: dict[str, schedules.PruningSchedule | None] | None = None,
+) -> keras.Model:
     channel = isinstance(structure, structures.Channel)
     plan: dict[int, tuple[str, str]] = {}
+    groups: dict[str, list[keras.layers.Layer]] = {}
     if channel:
-        _channel_plan(model, plan)
+        _channel_plan(model, plan, groups)
+    own = _resolve_layer_schedules(
+        model, per_layer or {}, plan, groups, structure)
+    if channel and own:
+        # a group whose sources are left unpruned has nothing for its followers to follow
+        unpruned = {
+            plan[id(s)][1] for s in (layer for g in groups.values() for layer in g)
+            if id(s) in own and own[id(s)] is None
+        }
+        for key, (_role, group) in list(plan.items()):
+            if group in unpruned:
+                del plan[key]
+
+    def args_for(layer: keras.layers.Layer) -> dict:
+        if id(layer) in own:
+            return {**args, "pruning_schedule": own[id(layer)]}
+        return args
+
     pairs: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
     skipped: list[str] = []
 
@@ -158,14 +292,16 @@ def _prune_model(model: keras.Model, structure: structures.Structure, args: dict
                 return copy
             if role[0] == "follower":
                 return ChannelFollower(copy, role[1], name=f"channel_follower_{layer.name}")
-            return PruneLowMagnitude(copy, **args, channel_group=role[1])
+            return PruneLowMagnitude(copy, **args_for(layer), channel_group=role[1])
         if not is_prunable(layer, structure):
+            return copy
+        if id(layer) in own and own[id(layer)] is None:
             return copy
         reason = _fits(layer, structure)
         if reason is not None:
             skipped.append(reason)
             return copy
-        return PruneLowMagnitude(copy, **args)
+        return PruneLowMagnitude(copy, **args_for(layer))
 
     pruned = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     if not pruned.built and model.built and model.inputs:
