@@ -123,6 +123,7 @@ def cmd_convert(args) -> int:
     data = to_tflite(
         args.model, quantize=args.quantize, representative_data=_load_calibration(args.calibration),
         io_dtype=args.io_dtype, allow_float_ops=args.allow_float_ops,
+        strip_names=args.strip_names,
     )
     with open(output, "wb") as f:
         f.write(data)
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io-dtype", choices=["float32", "int8", "uint8", "int16"], default=None)
     p.add_argument("--allow-float-ops", action="store_true",
                    help="with int8, keep ops the converter could not quantize in float")
+    p.add_argument("--strip-names", action="store_true",
+                   help="rename intermediate tensors t<index> (smaller file; I/O names kept)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)
 
