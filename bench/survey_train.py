@@ -14,8 +14,9 @@ Jobs (one process each; ``--plan`` runs a whole plan as parallel subprocesses):
 - ``optimize:W[:S[:SOURCE[:SCOPE]]]``: effkeras's compression stage on ``distill:W``:
   channel pruning to sparsity S (``effkeras.prune``, PolynomialDecay, ``strip_pruning``
   removes the channels; SCOPE ``all``: every conv and the hidden Dense, ``head``: only the
-  last conv and the hidden Dense, which hold most of the weights, through
-  ``layer_schedules``), then QAT with batch-norm folding (``effkeras.quantize.quantize_model``,
+  last conv and the hidden Dense, which hold most of the weights, ``per-S1-...-S7``: one
+  sparsity per conv and for the hidden Dense, in order, through ``layer_schedules``; S is
+  then only a label), then QAT with batch-norm folding (``effkeras.quantize.quantize_model``,
   ``FreezeBatchNorm``/``FreezeQuantRanges``). Saves the QAT model as ``.keras``.
 
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
@@ -212,11 +213,27 @@ def optimize_tag(width, sparsity, source="distill", scope="all") -> str:
     return job_name(f"optimize:{width}:{sparsity}:{source}" + ("" if scope == "all" else f":{scope}"))
 
 
-def head_schedules(model, schedule) -> dict:
-    """``layer_schedules`` pruning only the last conv and the hidden Dense of a survey CNN."""
+def _prunable_names(model) -> list[str]:
+    """The survey CNN's six convs and its hidden Dense, in order."""
     convs = [layer.name for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
     dense = [layer.name for layer in model.layers if layer.__class__.__name__ == "Dense"]
-    return {**{n: None for n in convs[:-1]}, convs[-1]: schedule, dense[0]: schedule}
+    return [*convs, dense[0]]
+
+
+def scope_schedules(model, scope: str, make_schedule) -> dict | None:
+    """``layer_schedules`` for a pruning SCOPE (see the module docstring); ``make_schedule``
+    maps a final sparsity to a schedule. None: every layer on the default schedule."""
+    names = _prunable_names(model)
+    if scope == "all":
+        return None
+    if scope == "head":
+        return {**{n: None for n in names[:-2]}, names[-2]: make_schedule(None), names[-1]: make_schedule(None)}
+    if scope.startswith("per-"):
+        values = [float(v) for v in scope[4:].split("-")]
+        if len(values) != len(names):
+            raise SystemExit(f"scope {scope!r} needs {len(names)} sparsities (6 convs, hidden Dense); got {len(values)}")
+        return {n: (make_schedule(v) if v > 0 else None) for n, v in zip(names, values, strict=True)}
+    raise SystemExit(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
 
 
 def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"):
@@ -227,8 +244,6 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"
     import effkeras.callbacks
     import effkeras.prune as ep
 
-    if scope not in ("all", "head"):
-        raise SystemExit(f"scope must be 'all' or 'head'. Received: {scope!r}")
     tag = optimize_tag(width, sparsity, source, scope)
     student = sm.survey_cnn(width, order="bn_relu")
     student.load_weights(os.path.join(args.out, f"{job_name(f'{source}:{width}')}.weights.h5"))
@@ -242,12 +257,14 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"
         p_deadline = now + (args.deadline - now) * 0.55
     if sparsity > 0:
         end = max(1, int(steps * max(1, p_epochs - 2)))
-        schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end)
+        def make_schedule(s):
+            return ep.PolynomialDecay(0.0, sparsity if s is None else s, begin_step=0, end_step=end)
+
         pruned = ep.prune_low_magnitude(
             student,
-            pruning_schedule=schedule,
+            pruning_schedule=make_schedule(None),
             structure="channel",
-            layer_schedules=head_schedules(student, schedule) if scope == "head" else None,
+            layer_schedules=scope_schedules(student, scope, make_schedule),
         )
         ce_compile(pruned, 5e-4)
         extra["prune_epochs"] = fit_epochs(
@@ -370,8 +387,8 @@ def parse(argv=None):
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student-loss-weight", type=float, default=0.5)
     p.add_argument("--sparsities", default="0.4", help="channel sparsities of the pruning jobs")
-    p.add_argument("--prune-scope", default="all", choices=("all", "head"),
-                   help="what the prune plan's jobs prune: every layer, or the last conv and hidden Dense")
+    p.add_argument("--prune-scope", default="all",
+                   help="what the prune plan's jobs prune: all, head, or per-S1-...-S7 (see above)")
     p.add_argument("--distill-share", type=float, default=0.6,
                    help="share of the distill_prune time budget the distillation may use")
     p.add_argument("--teacher-width", type=float, default=sm.TEACHER_WIDTH)

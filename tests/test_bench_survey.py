@@ -59,3 +59,6 @@ def test_survey_suite_smoke(tmp_path):
     assert side["arena_bytes"] and side["arena_bytes"] > 0
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["survey"]["int8_bytes"] > 0 and rows[0]["effkeras"]["int8_bytes"] > 0
+    cands = rows[0]["effkeras"]["candidates"]
+    assert sorted(c["scope"] for c in cands) == ["all", "head", "per-0.5-0.5-0-0-0.3-0.5-0.5"]
+    assert all(0.0 <= c["selection_acc"] <= 1.0 for c in cands)
