@@ -3,7 +3,8 @@
 The public API, in one place:
 
 - ``effkeras.convert``: ``to_tflite`` (Keras -> .tflite), ``read_tflite`` (ops, tensors,
-  quantization), ``to_c_array`` / ``parse_c_array`` (TFLM C arrays).
+  quantization), ``strip_tensor_names`` (smaller files), ``to_c_array`` / ``parse_c_array``
+  (TFLM C arrays).
 - ``effkeras.deploy``: ``arduino_sketch`` (a ready-to-open Arduino folder).
 - ``effkeras.profile``: size, params, MACs, ops, exact TFLM arena, board fit.
 - ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
@@ -11,7 +12,8 @@ The public API, in one place:
 - ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``).
 - ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``, ``UpdatePruningStep``,
   ``PruningSummaries``, ``PreserveSparsity``.
-- ``effkeras.prune``: pruning (``prune_low_magnitude``, schedules, ``strip_pruning``).
+- ``effkeras.prune``: pruning (``prune_low_magnitude`` with per-layer ``layer_schedules``,
+  schedules, ``strip_pruning``).
 - ``effkeras.text``: projection text models (``Projector``, ``build_sgnn``, ``build_prado``).
 - ``effkeras.bench``: latency on host, TFLM, Android, a board over serial, or an estimate.
 - ``effkeras.data``: the datasets the demo and benchmarks use.
