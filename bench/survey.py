@@ -193,6 +193,12 @@ def finish_candidate(cand, wdir, x_tr, y_tr, x_te, y_te, sel, args) -> dict:
             best, how, acc = qat_bytes, "effkeras QAT (BN folded)", eff["qat_acc"]
     eff.update(int8_bytes=len(best), int8_acc=acc, int8_method=how, **micro_facts(best))
     eff["_tflite"] = best
+    tf = tfmot_qat(small, x_tr, y_tr, args.qat_samples, args.qat_epochs)
+    if "tfmot_tflite" in tf:
+        eff["tfmot_bytes"] = len(tf["tfmot_tflite"])
+        eff["tfmot_acc"] = evaluate(tf["tfmot_tflite"], x_te, y_te)
+    elif "tfmot_error" in tf:
+        eff["tfmot_error"] = tf["tfmot_error"]
     return eff
 
 
@@ -200,6 +206,35 @@ def met(survey, eff, size_key="int8_bytes") -> bool:
     """The target: the survey recipe's int8 accuracy at no more than half its int8 size."""
     return bool("int8_acc" in eff and eff["int8_acc"] >= survey["int8_acc"]
                 and eff["int8_bytes"] * 2 <= survey[size_key])
+
+
+def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> dict:
+    """tfmot QAT of the same float model, on the same images as :func:`effkeras_int8`, in a
+    tf_keras child process (``bench/_tfmot_survey.py``). Returns bytes or the error."""
+    import subprocess
+
+    if qat_epochs <= 0:
+        return {}
+    convs = [la for la in model.layers if la.__class__.__name__ == "Conv2D"]
+    dense = [la for la in model.layers if la.__class__.__name__ == "Dense"]
+    weights = model.get_weights()
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x_tr))[:qat_samples]
+    arrays = {f"x{e}": sm.scale(sm.augment(x_tr[idx], rng)) for e in range(qat_epochs)}
+    with tempfile.TemporaryDirectory(prefix="tfmot_survey_") as tmp:
+        npz = os.path.join(tmp, "in.npz")
+        np.savez(npz, y=np.asarray(y_tr[idx]), filters=np.array([c.filters for c in convs]),
+                 dense=dense[0].units, n_weights=len(weights),
+                 **{f"w{i}": w for i, w in enumerate(weights)}, **arrays)
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        cmd = [sys.executable, os.path.join(HERE, "_tfmot_survey.py"), npz, tmp, "--epochs", str(qat_epochs)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out = os.path.join(tmp, "tfmot_qat_int8.tflite")
+        if proc.returncode != 0 or not os.path.isfile(out):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {"tfmot_error": f"rc={proc.returncode}: {tail[0][:200]}"}
+        with open(out, "rb") as f:
+            return {"tfmot_tflite": f.read()}
 
 
 def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict:
@@ -291,6 +326,18 @@ def markdown(rows, info) -> str:
               f"width {r['width']}: {r['survey']['int8_bytes_names_stripped'] / 1000:.1f} KB, same width "
               f"{'met' if r.get('target_met_names_stripped') else 'not met'}, within budget "
               f"{'met' if r.get('budget_target_met_names_stripped') else 'not met'}" for r in rows) + "."]
+    L += ["", "int8 stage side by side with tensorflow-model-optimization: the same pruned float model, QAT on "
+          "the same augmented images, epochs, batch and learning rate (tfmot 8-bit default scheme on tf_keras, in a "
+          "child process); LiteRT accuracy on the test set:", "",
+          "| width | model | effkeras PTQ | effkeras QAT (BN folded) | tfmot QAT | effkeras / tfmot int8 B |",
+          "|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        for ee in (r["effkeras"], r.get("effkeras_budget", {})):
+            if "int8_bytes" not in ee:
+                continue
+            tfm = _pct(ee.get("tfmot_acc")) if "tfmot_acc" in ee else ee.get("tfmot_error", "-")
+            L.append(f"| {r['width']} | {ee['label']} | {_pct(ee.get('ptq_acc'))} | {_pct(ee.get('qat_acc'))} | {tfm} "
+                     f"| {_b(ee.get('qat_bytes'))} / {_b(ee.get('tfmot_bytes'))} |")
     L += ["", f"Every pruned candidate (float accuracy on the {info['test_samples']:,} test images, Keras; "
           "selection accuracy on the training subset; int8 bytes of its effkeras PTQ file):", "",
           "| width | distilled float (unpruned) | candidate | params | int8 B | fits half | selection acc | pruned float acc |",

@@ -7,6 +7,7 @@ measures the TFLM arena and the nano33ble estimate, and writes the BENCHMARKS.md
 and the tflite_models/ entry into a temporary folder. No ../shared data is needed.
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -62,3 +63,8 @@ def test_survey_suite_smoke(tmp_path):
     cands = rows[0]["effkeras"]["candidates"]
     assert sorted(c["scope"] for c in cands) == ["all", "head", "per-0.5-0.5-0-0-0.3-0.5-0.5"]
     assert all(0.0 <= c["selection_acc"] <= 1.0 for c in cands)
+    eff = rows[0]["effkeras"]
+    if importlib.util.find_spec("tensorflow_model_optimization") is not None:  # the bench extra
+        assert eff.get("tfmot_bytes", 0) > 0, eff.get("tfmot_error")
+        assert 0.0 <= eff["tfmot_acc"] <= 1.0
+        assert "tensorflow-model-optimization" in text
