@@ -44,7 +44,6 @@ import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
 from survey import SELECTION_SAMPLES, _b, _pct, evaluate, micro_facts, selection_set  # noqa: E402
 
-
 REFERENCE_BYTES = 98_496
 REFERENCE_ACC = 0.865
 HALF_BUDGET = REFERENCE_BYTES // 2

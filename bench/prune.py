@@ -38,7 +38,6 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _machine import default_data_dir, machine  # noqa: E402
-from _section import write_section  # noqa: E402
 from _prune_common import (  # noqa: E402
     CONFIGS,
     TIMED,
@@ -48,6 +47,7 @@ from _prune_common import (  # noqa: E402
     make_schedule,
     schedule_args,
 )
+from _section import write_section  # noqa: E402
 
 DATA_DIR = default_data_dir()
 SETTINGS = {

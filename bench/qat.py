@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _machine import machine_lines as machine  # noqa: E402
-from _section import write_section  # noqa: E402
 from _qat_models import BUILDERS, median, timed_steps  # noqa: E402
+from _section import write_section  # noqa: E402
 
 
 def litert_accuracy(data: bytes, x: np.ndarray, y: np.ndarray) -> float:

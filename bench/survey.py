@@ -41,7 +41,6 @@ import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
 
 
-
 def tag(width: float) -> str:
     return str(width).replace(".", "")
 
