@@ -57,6 +57,7 @@ CANDIDATES = (  # (stem, label, kind)
     ("distill_12_22_42", "ResNet-8 12/22/42, distilled from the full one", "half"),
     ("prune_03", "full ResNet-8, channel-pruned 30% (effkeras.prune, stripped)", "half"),
     ("prune_035", "full ResNet-8, channel-pruned 35% (effkeras.prune, stripped)", "half"),
+    ("prune_05_last", "full ResNet-8, last stack channel-pruned 50% (layer_schedules, stripped)", "half"),
 )
 
 

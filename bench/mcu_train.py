@@ -27,7 +27,8 @@ Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
 - ``distill:A/B/C``: ResNet-8 at A/B/C distilled from ``full`` (``keras.distillation``).
 - ``prune:S``: ``full`` channel-pruned to sparsity S with ``effkeras.prune``
   (``structure="channel"``, PolynomialDecay), then ``strip_pruning`` (filters removed);
-  saves ``prune_S.model.json`` + ``prune_S.weights.h5``.
+  saves ``prune_S.model.json`` + ``prune_S.weights.h5``. ``prune:S:last`` prunes only the
+  last stack's convolutions (most of the weights), through ``layer_schedules``.
 
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
 weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
@@ -190,21 +191,28 @@ def run_job(args) -> dict:
     elif kind == "prune":
         import effkeras.prune as ep
 
-        sparsity = float(rest)
+        sparsity_text, _, scope = rest.partition(":")
+        sparsity = float(sparsity_text)
         model = resnet8(FULL_WIDTHS)
         model.load_weights(os.path.join(args.out, "full.weights.h5"))
         info["source_float_accuracy"] = accuracy(model, xte, yte)
         steps = int(np.ceil(n / BATCH))
         end = max(1, steps * max(1, args.prune_epochs - 2))
-        pruned = ep.prune_low_magnitude(
-            model, pruning_schedule=ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end),
-            structure="channel")
+        schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end)
+        per_layer = None
+        if scope == "last":  # only the last stack (most of the weights), through layer_schedules
+            convs = [la for la in model.layers if la.__class__.__name__ == "Conv2D"]
+            per_layer = {c.name: (schedule if c.filters == FULL_WIDTHS[-1] else None) for c in convs}
+        elif scope:
+            raise SystemExit(f"prune scope must be empty or 'last'. Received: {scope!r}")
+        pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channel",
+                                        layer_schedules=per_layer)
         ce_compile(pruned, args.prune_lr, args.prune_epochs, n)
         info["epochs"] = fit_epochs(pruned, xtr, ytr, args.prune_epochs, args.deadline, args.seed + 1,
                                     callbacks=[ep.UpdatePruningStep()], log=log)
         info["pruned_masked_accuracy"] = accuracy(pruned, xte, yte)
         model = ep.strip_pruning(pruned)
-        info.update(sparsity=sparsity, params=int(model.count_params()))
+        info.update(sparsity=sparsity, scope=scope or "all", params=int(model.count_params()))
     else:
         raise SystemExit(f"unknown job {args.job!r}")
     save_model(model, args.out, name)
@@ -254,7 +262,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with the CIFAR-10 JPEG tarballs, or 'random'")
     p.add_argument("--out", required=True)
-    p.add_argument("--job", help="full | narrow:A/B/C | distill:A/B/C | prune:S")
+    p.add_argument("--job", help="full | narrow:A/B/C | distill:A/B/C | prune:S[:last]")
     p.add_argument("--plan", choices=("all",))
     p.add_argument("--half-widths", default="/".join(str(w) for w in HALF_WIDTHS))
     p.add_argument("--sparsities", default="0.3")
