@@ -349,7 +349,8 @@ def main(argv=None) -> int:
             "t<index>, weights and ops are the same.",
             "- int8: the converter's PTQ (200 calibration images, per-channel weights, int8 input/output) or "
             "effkeras QAT (quantize_model(fold_batchnorm=True), calibrated on 500 images, then the epochs above), "
-            f"whichever scores higher on {SELECTION_SAMPLES:,} training images (unaugmented); the chosen half-size "
+            f"whichever scores higher on {SELECTION_SAMPLES:,} training images (unaugmented, outside the host QAT and "
+            "pruning subsets); the chosen half-size "
             "model is picked the same way. The test set only reports.",
         ],
     }

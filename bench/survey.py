@@ -119,10 +119,14 @@ SCOPES = ("all", "head")
 SELECTION_SAMPLES = 5000
 
 
-def selection_set(x_tr, y_tr):
-    """The images candidates are chosen on: the first 5,000 training images, unaugmented
-    (the test set only reports; it never chooses)."""
-    return x_tr[:SELECTION_SAMPLES], y_tr[:SELECTION_SAMPLES]
+def selection_set(x_tr, y_tr, seed: int = 0):
+    """The images candidates are chosen on: 5,000 training images (unaugmented) outside the
+    host fine-tuning subsets (QAT and host pruning take the first images of the same
+    seed-``seed`` permutation), so every candidate saw them equally, in its main training
+    only. The test set only reports; it never chooses."""
+    order = np.random.default_rng(seed).permutation(len(x_tr))
+    idx = order[-SELECTION_SAMPLES:]
+    return x_tr[idx], y_tr[idx]
 
 
 def describe(c) -> str:
@@ -318,7 +322,8 @@ def markdown(rows, info) -> str:
           "in every layer or in the head only, int8 with BN folded); *within budget* is the best effkeras "
           "model within half the survey file's size, also from wider distilled students pruned per layer "
           "(`effkeras.prune.prune_low_magnitude(..., layer_schedules=...)`). Candidates are chosen on "
-          f"{SELECTION_SAMPLES:,} training images (unaugmented), PTQ vs QAT too; the test set only reports."]
+          f"{SELECTION_SAMPLES:,} training images (unaugmented, none of them in the host QAT subset), PTQ vs "
+          "QAT too; the test set only reports."]
     L += ["", "effkeras files are written with `to_tflite(strip_names=True)` (intermediate tensors "
           "renamed t<index>; the survey's converter output keeps Keras scope names). The same target "
           "against the survey files with their names stripped too: " + "; ".join(
