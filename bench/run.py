@@ -79,7 +79,7 @@ SUITES: dict[str, tuple[str, tuple[str, ...], list[str], list[str]]] = {
     "survey": (
         "survey.py",
         (),
-        ["--data", "{data}", "--markdown", "BENCHMARKS.md", "--models", "tflite_models"],
+        ["--data", "{data}", "--markdown", "BENCHMARKS.md", "--models", "tflite_models/survey"],
         ["--smoke"],
     ),
 }
