@@ -58,6 +58,7 @@ CANDIDATES = (  # (stem, label, kind)
     ("prune_03", "full ResNet-8, channel-pruned 30% (effkeras.prune, stripped)", "half"),
     ("prune_035", "full ResNet-8, channel-pruned 35% (effkeras.prune, stripped)", "half"),
     ("prune_05_last", "full ResNet-8, last stack channel-pruned 50% (layer_schedules, stripped)", "half"),
+    ("prune_06_last", "full ResNet-8, last stack channel-pruned 60% (layer_schedules, stripped)", "half"),
 )
 
 
