@@ -329,7 +329,9 @@ def markdown(rows, info) -> str:
           "against the survey files with their names stripped too: " + "; ".join(
               f"width {r['width']}: {r['survey']['int8_bytes_names_stripped'] / 1000:.1f} KB, same width "
               f"{'met' if r.get('target_met_names_stripped') else 'not met'}, within budget "
-              f"{'met' if r.get('budget_target_met_names_stripped') else 'not met'}" for r in rows) + "."]
+              + ("-" if "effkeras_budget" not in r else
+                 ("met" if r.get("budget_target_met_names_stripped") else "not met"))
+              for r in rows) + "."]
     L += ["", "int8 stage side by side with tensorflow-model-optimization: the same pruned float model, QAT on "
           "the same augmented images, epochs, batch and learning rate (tfmot 8-bit default scheme on tf_keras, in a "
           "child process); LiteRT accuracy on the test set:", "",
@@ -342,16 +344,23 @@ def markdown(rows, info) -> str:
             tfm = _pct(ee.get("tfmot_acc")) if "tfmot_acc" in ee else ee.get("tfmot_error", "-")
             L.append(f"| {r['width']} | {ee['label']} | {_pct(ee.get('ptq_acc'))} | {_pct(ee.get('qat_acc'))} | {tfm} "
                      f"| {_b(ee.get('qat_bytes'))} / {_b(ee.get('tfmot_bytes'))} |")
-    L += ["", f"Every pruned candidate (float accuracy on the {info['test_samples']:,} test images, Keras; "
-          "selection accuracy on the training subset; int8 bytes of its effkeras PTQ file):", "",
-          "| width | distilled float (unpruned) | candidate | params | int8 B | fits half | selection acc | pruned float acc |",
-          "|---:|---|---|---:|---:|---|---:|---:|"]
+    cands: dict[str, dict] = {}
     for r in rows:
-        e = r["effkeras"]
-        for c in sorted(e.get("candidates", []), key=lambda c: -c["int8_bytes"]):
-            L.append(f"| {r['width']} | {_pct(e['float_acc'])} ({e['float_bytes'] / 1000:.1f} KB) | {describe(c)} "
-                     f"| {_b(c['params'])} | {_b(c['int8_bytes'])} | {'yes' if c['int8_bytes'] <= e['budget_bytes'] else 'no'} "
-                     f"| {_pct(c['selection_acc'])} | {_pct(c['pruned_float_acc'])} |")
+        for c in r["effkeras"].get("candidates", []):
+            cands.setdefault(c["stem"], c)
+    budgets = [(r["width"], r["effkeras"].get("budget_bytes") or r["survey"]["int8_bytes"] // 2) for r in rows]
+    L += ["", f"Every pruned candidate (float accuracy on the {info['test_samples']:,} test images, Keras; "
+          "selection accuracy on the training subset; int8 bytes of its effkeras PTQ file; which half-size "
+          "budgets it fits):", "",
+          "| candidate | params | int8 B | selection acc | pruned float acc | fits half of width |",
+          "|---|---:|---:|---:|---:|---|"]
+    for c in sorted(cands.values(), key=lambda c: -c["int8_bytes"]):
+        fits = ", ".join(str(w) for w, b in budgets if c["source_width"] >= w and c["int8_bytes"] <= b) or "-"
+        L.append(f"| {describe(c)} | {_b(c['params'])} | {_b(c['int8_bytes'])} | {_pct(c['selection_acc'])} "
+                 f"| {_pct(c['pruned_float_acc'])} | {fits} |")
+    L += ["", "Distilled students before pruning (float, test set): " + "; ".join(
+        f"width {r['width']}: {_pct(r['effkeras']['float_acc'])} ({r['effkeras']['float_bytes'] / 1000:.1f} KB)"
+        for r in rows) + "."]
     L += ["", *info["notes"]]
     return "\n".join(L)
 
@@ -425,11 +434,21 @@ def parse(argv):
     p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models)")
     p.add_argument("--json", help="write the raw results here")
     p.add_argument("--training", default="see the JSON files beside the weights")
+    p.add_argument("--render", metavar="RESULTS_JSON",
+                   help="only rewrite the --markdown section from a --json file of an earlier run")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.render:
+        with open(args.render) as f:
+            saved = json.load(f)
+        md = markdown(saved["rows"], saved["info"])
+        print(md)
+        if args.markdown:
+            write_section(args.markdown, md, "survey")
+        return 0
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     t0 = time.time()
     tmp = None

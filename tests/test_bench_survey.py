@@ -63,6 +63,9 @@ def test_survey_suite_smoke(tmp_path):
     cands = rows[0]["effkeras"]["candidates"]
     assert sorted(c["scope"] for c in cands) == ["all", "head", "per-0.5-0.5-0-0-0.3-0.5-0.5"]
     assert all(0.0 <= c["selection_acc"] <= 1.0 for c in cands)
+    again = tmp_path / "again.md"  # --render rewrites the section from the JSON alone
+    assert survey.main(["--render", str(out), "--markdown", str(again)]) == 0
+    assert "<!-- survey-suite:end -->" in again.read_text() and "Every pruned candidate" in again.read_text()
     eff = rows[0]["effkeras"]
     if importlib.util.find_spec("tensorflow_model_optimization") is not None:  # the bench extra
         assert eff.get("tfmot_bytes", 0) > 0, eff.get("tfmot_error")
