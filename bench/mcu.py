@@ -42,7 +42,16 @@ sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
-from survey import SELECTION_SAMPLES, _b, _pct, evaluate, micro_facts, selection_set  # noqa: E402
+from survey import (  # noqa: E402
+    SELECTION_SAMPLES,
+    _b,
+    _pct,
+    evaluate,
+    load_host_data,
+    load_meta,
+    micro_facts,
+    selection_set,
+)
 
 REFERENCE_BYTES = 98_496
 REFERENCE_ACC = 0.865
@@ -299,22 +308,10 @@ def main(argv=None) -> int:
         x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
         data_note = "random CIFAR-shaped data, 128 train / 64 test (the numbers mean nothing)"
     else:
-        cache = os.path.join(args.weights, "cifar10_u8_host.npz")
-        if os.path.isfile(cache):
-            d = np.load(cache)
-            x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
-        else:
-            x_tr, y_tr, x_te, y_te = sm.load_cifar10_uint8(args.data)
-            np.savez(cache, xtr=x_tr, ytr=y_tr, xte=x_te, yte=y_te)
-        if args.limit_test:
-            x_te, y_te = x_te[: args.limit_test], y_te[: args.limit_test]
+        x_tr, y_tr, x_te, y_te = load_host_data(args.weights, args.data, args.limit_test)
         data_note = (f"CIFAR-10 JPEG, {len(x_tr):,} train / {len(x_te):,} test images (lossy: about 10 points "
                      f"below the real CIFAR-10 for the same model)")
-    meta = {}
-    for fn in os.listdir(args.weights):
-        if fn.endswith(".json") and not fn.endswith(".model.json"):
-            with open(os.path.join(args.weights, fn)) as f:
-                meta[fn[:-5]] = json.load(f)
+    meta = load_meta(args.weights)
     cands = list(CANDIDATES)
     for spec in filter(None, args.host_prune.split(",")):
         base, _, sp = spec.partition(":")

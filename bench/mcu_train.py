@@ -58,6 +58,7 @@ from survey_train import (  # noqa: E402
     cache_path,
     fit_epochs,
     job_name,
+    parse_run_args,
     wait_all,
 )
 
@@ -273,17 +274,7 @@ def parse(argv=None):
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student-loss-weight", type=float, default=0.5)
     p.add_argument("--phase1-share", type=float, default=0.55)
-    p.add_argument("--limit-train", type=int)
-    p.add_argument("--limit-test", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--deadline", type=float, help="absolute UNIX time to stop training by")
-    p.add_argument("--deadline-in", type=float, help="seconds from now to stop training by")
-    args = p.parse_args(argv)
-    if args.deadline_in is not None:
-        args.deadline = time.time() + args.deadline_in
-    if not args.job and not args.plan:
-        p.error("give --job or --plan")
-    return args
+    return parse_run_args(p, argv)
 
 
 def main(argv=None) -> int:

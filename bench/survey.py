@@ -73,6 +73,30 @@ def micro_facts(tflite: bytes) -> dict:
     return facts
 
 
+def load_host_data(weights_dir: str, data_dir: str, limit_test: int | None = None):
+    """CIFAR-10 as uint8 arrays, decoded once into ``weights_dir/cifar10_u8_host.npz``."""
+    cache = os.path.join(weights_dir, "cifar10_u8_host.npz")
+    if os.path.isfile(cache):
+        d = np.load(cache)
+        x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
+    else:
+        x_tr, y_tr, x_te, y_te = sm.load_cifar10_uint8(data_dir)
+        np.savez(cache, xtr=x_tr, ytr=y_tr, xte=x_te, yte=y_te)
+    if limit_test:
+        x_te, y_te = x_te[:limit_test], y_te[:limit_test]
+    return x_tr, y_tr, x_te, y_te
+
+
+def load_meta(weights_dir: str) -> dict:
+    """The training scripts' per-job JSON files, by file stem."""
+    meta = {}
+    for fn in os.listdir(weights_dir):
+        if fn.endswith(".json") and not fn.endswith(".model.json"):
+            with open(os.path.join(weights_dir, fn)) as f:
+                meta[fn[:-5]] = json.load(f)
+    return meta
+
+
 def load_stripped(weights_dir: str, stem: str):
     import keras
 
@@ -140,9 +164,10 @@ def describe(c) -> str:
     return f"from width {c['source_width']}, {what}"
 
 
-def discover_candidates(width, wdir, meta, x_tr, y_tr, sel) -> list[dict]:
+def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
     """Every pruned student of survey_train.py (``optimize`` jobs on the distilled
-    students) at ``width`` or wider, with its int8 size and its selection-set accuracy."""
+    students), with its int8 size and its selection-set accuracy (each measured once;
+    :func:`run_width` keeps those of its width or wider)."""
     import survey_train as st
 
     out = []
@@ -153,7 +178,7 @@ def discover_candidates(width, wdir, meta, x_tr, y_tr, sel) -> list[dict]:
         src = float(job.get("width", parts[1]))
         scope = job.get("scope", "all")
         stem = st.optimize_tag(src, float(job["sparsity"]), "distill", scope) + "_float"
-        if src < width or not os.path.isfile(os.path.join(wdir, f"{stem}.weights.h5")):
+        if not os.path.isfile(os.path.join(wdir, f"{stem}.weights.h5")):
             continue
         small = load_stripped(wdir, stem)
         ptq_bytes, _ = effkeras_int8(small, x_tr, y_tr, 0, 0)
@@ -240,7 +265,7 @@ def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 
             return {"tfmot_tflite": f.read()}
 
 
-def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict:
+def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta, sel, pruned) -> dict:
     from effkeras.convert import strip_tensor_names, to_tflite
 
     t = tag(width)
@@ -267,8 +292,7 @@ def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict:
         "float_bytes": len(d_float), "float_acc": evaluate(d_float, x_te, y_te),
     }
     budget = row["survey"]["int8_bytes"] // 2
-    sel = selection_set(x_tr, y_tr)
-    candidates = discover_candidates(width, wdir, meta, x_tr, y_tr, sel)
+    candidates = [c for c in pruned if c["source_width"] >= width]
     eff["candidates"] = candidates
     eff["budget_bytes"] = budget
     # the issue's recipe: pruned from the same width (every layer, or the head only)
@@ -442,6 +466,8 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(argv)
     if args.render:
+        if not os.path.isfile(args.render):
+            raise SystemExit(f"--render needs the --json file of an earlier run. Received: {args.render!r}")
         with open(args.render) as f:
             saved = json.load(f)
         md = markdown(saved["rows"], saved["info"])
@@ -462,23 +488,13 @@ def main(argv=None) -> int:
         x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
         data_note = f"random CIFAR-shaped data, 128 train / 64 test (real data {'present' if real else 'absent'}; not used)"
     else:
-        cache = os.path.join(args.weights, "cifar10_u8_host.npz")
-        if os.path.isfile(cache):
-            d = np.load(cache)
-            x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
-        else:
-            x_tr, y_tr, x_te, y_te = sm.load_cifar10_uint8(args.data)
-            np.savez(cache, xtr=x_tr, ytr=y_tr, xte=x_te, yte=y_te)
-        if args.limit_test:
-            x_te, y_te = x_te[: args.limit_test], y_te[: args.limit_test]
+        x_tr, y_tr, x_te, y_te = load_host_data(args.weights, args.data, args.limit_test)
         data_note = (f"CIFAR-10 JPEG, {len(x_tr):,} train / {len(x_te):,} test images "
                      f"(lossy: compare rows side by side, not with published CIFAR-10 numbers)")
-    meta = {}
-    for fn in os.listdir(args.weights):
-        if fn.endswith(".json") and not fn.endswith(".model.json"):
-            with open(os.path.join(args.weights, fn)) as f:
-                meta[fn[:-5]] = json.load(f)
-    rows = [run_width(float(w), args.weights, x_tr, y_tr, x_te, y_te, args, meta)
+    meta = load_meta(args.weights)
+    sel = selection_set(x_tr, y_tr)
+    pruned = discover_candidates(args.weights, meta, x_tr, y_tr, sel)
+    rows = [run_width(float(w), args.weights, x_tr, y_tr, x_te, y_te, args, meta, sel, pruned)
             for w in args.widths.split(",")]
     teacher = meta.get("teacher", {})
     info = {

@@ -372,6 +372,22 @@ def run_plan(args) -> int:
     return rc
 
 
+def parse_run_args(p: argparse.ArgumentParser, argv=None):
+    """Add the options every training script shares (data limits, seed, time budget),
+    parse, and turn ``--deadline-in`` into ``--deadline``."""
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--limit-test", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deadline", type=float, help="absolute UNIX time to stop training by")
+    p.add_argument("--deadline-in", type=float, help="seconds from now to stop training by")
+    args = p.parse_args(argv)
+    if args.deadline_in is not None:
+        args.deadline = time.time() + args.deadline_in
+    if not args.job and not args.plan:
+        p.error("give --job or --plan")
+    return args
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with the CIFAR-10 JPEG tarballs, or 'random'")
@@ -392,17 +408,7 @@ def parse(argv=None):
     p.add_argument("--distill-share", type=float, default=0.6,
                    help="share of the distill_prune time budget the distillation may use")
     p.add_argument("--teacher-width", type=float, default=sm.TEACHER_WIDTH)
-    p.add_argument("--limit-train", type=int)
-    p.add_argument("--limit-test", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--deadline", type=float, help="absolute UNIX time to stop training by")
-    p.add_argument("--deadline-in", type=float, help="seconds from now to stop training by")
-    args = p.parse_args(argv)
-    if args.deadline_in is not None:
-        args.deadline = time.time() + args.deadline_in
-    if not args.job and not args.plan:
-        p.error("give --job or --plan")
-    return args
+    return parse_run_args(p, argv)
 
 
 def main(argv=None) -> int:
