@@ -174,14 +174,18 @@ def run_job(args) -> dict:
         info["epochs"] = fit_epochs(model, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
         info.update(widths=list(widths), params=int(model.count_params()))
     elif kind == "distill":
+        import effkeras.distill
+
         widths = parse_widths(rest)
         teacher = resnet8(FULL_WIDTHS)
         teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
-        teacher.trainable = False
         model = resnet8(widths)
-        distiller = keras.distillation.Distiller(
-            teacher=teacher, student=model,
-            distillation_losses=keras.distillation.LogitsDistillation(temperature=args.temperature),
+        if args.init:
+            model.load_weights(args.init)
+            info["init"] = args.init
+        # effkeras.distill: Keras's default LogitsDistillation loss is not a KL divergence
+        distiller = effkeras.distill.distiller(
+            teacher, model, temperature=args.temperature,
             student_loss_weight=args.student_loss_weight)
         distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

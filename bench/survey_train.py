@@ -168,19 +168,28 @@ def run_job(args) -> dict:
         info.update(width=width, order=order, params=int(model.count_params()))
         model.save_weights(os.path.join(args.out, f"{name}.weights.h5"))
     elif kind == "distill":
+        import effkeras.distill
+
         width = float(rest)
-        teacher = sm.survey_cnn(args.teacher_width, order="relu_bn")
-        teacher.load_weights(os.path.join(args.out, "teacher.weights.h5"))
-        teacher.trainable = False
+        teacher = sm.survey_cnn(args.teacher_width, order=args.teacher_order)
+        teacher.load_weights(args.teacher_weights or os.path.join(args.out, "teacher.weights.h5"))
+        info.update(teacher_width=args.teacher_width, teacher_order=args.teacher_order,
+                    teacher_weights=args.teacher_weights or "teacher.weights.h5")
         student = sm.survey_cnn(width, order="bn_relu")
-        distiller = keras.distillation.Distiller(
-            teacher=teacher,
-            student=student,
-            distillation_losses=keras.distillation.LogitsDistillation(temperature=args.temperature),
-            student_loss_weight=args.student_loss_weight,
-        )
+        if args.init:
+            student.load_weights(args.init)
+            info["init"] = args.init
+        # effkeras.distill: Keras's default LogitsDistillation loss is not a KL divergence
+        distiller = effkeras.distill.distiller(
+            teacher, student, temperature=args.temperature,
+            student_loss_weight=args.student_loss_weight)
+        lr = args.distill_lr
+        if args.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(
+                lr, args.epochs * int(np.ceil(len(xtr) / BATCH)), alpha=0.01)
+        info.update(distill_lr=args.distill_lr, lr_schedule=args.lr_schedule)
         distiller.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
+            optimizer=keras.optimizers.Adam(lr),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
@@ -378,6 +387,7 @@ def parse_run_args(p: argparse.ArgumentParser, argv=None):
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", help="distill jobs: start the student from these weights (.weights.h5)")
     p.add_argument("--deadline", type=float, help="absolute UNIX time to stop training by")
     p.add_argument("--deadline-in", type=float, help="seconds from now to stop training by")
     args = p.parse_args(argv)
@@ -408,6 +418,12 @@ def parse(argv=None):
     p.add_argument("--distill-share", type=float, default=0.6,
                    help="share of the distill_prune time budget the distillation may use")
     p.add_argument("--teacher-width", type=float, default=sm.TEACHER_WIDTH)
+    p.add_argument("--distill-lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="distill jobs: Adam at a constant rate, or cosine-decayed over --epochs")
+    p.add_argument("--teacher-order", choices=("relu_bn", "bn_relu"), default="relu_bn",
+                   help="layer order of the teacher (bn_relu: a distilled student as teacher)")
+    p.add_argument("--teacher-weights", help="distill jobs: teacher weights (default <out>/teacher.weights.h5)")
     return parse_run_args(p, argv)
 
 

@@ -12,6 +12,8 @@ The public API, in one place:
 - ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``).
 - ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``, ``UpdatePruningStep``,
   ``PruningSummaries``, ``PreserveSparsity``.
+- ``effkeras.distill``: knowledge distillation on ``keras.distillation`` (``distiller``,
+  ``logits_distillation``: a KL loss that is right, unlike Keras's default).
 - ``effkeras.prune``: pruning (``prune_low_magnitude`` with per-layer ``layer_schedules``,
   schedules, ``strip_pruning``).
 - ``effkeras.text``: projection text models (``Projector``, ``build_sgnn``, ``build_prado``).
@@ -37,7 +39,7 @@ _install_keras_registration()
 
 def __getattr__(name: str):
     # effkeras.quantize and effkeras.callbacks need Keras: import them on first use.
-    if name in ("quantize", "callbacks", "prune", "text"):
+    if name in ("quantize", "callbacks", "distill", "prune", "text"):
         import importlib
 
         return importlib.import_module(f"effkeras.{name}")
@@ -53,6 +55,7 @@ __all__ = [
     "convert",
     "custom_board",
     "deploy",
+    "distill",
     "errors",
     "get_board",
     "profile",

@@ -89,3 +89,7 @@ class QuantizationError(EffkerasError):
 
     The message names the layer (or model) and says what to change.
     """
+
+
+class DistillationError(EffkerasError):
+    """Knowledge distillation was set up wrongly (models, temperature, loss weight)."""
