@@ -153,6 +153,20 @@ def selection_set(x_tr, y_tr, seed: int = 0):
     return x_tr[idx], y_tr[idx]
 
 
+def student_text(st: dict | None) -> str:
+    """How a float student was trained (its ``optimize`` job's ``student`` record)."""
+    st = st or {}
+    tw = st.get("teacher_width")
+    if st.get("distill_loss") == "kl":
+        text = (f"distilled with effkeras.distill (T=4 KL, student_loss_weight=0.5) from the width-{tw} "
+                f"distilled student for {st.get('epochs')} epochs (cosine lr)")
+        if st.get("init"):
+            text += ", warm-started from the Keras-default-distilled student of the same width"
+        return text
+    return (f"distilled from the width-{tw or 1.4} teacher for {st.get('epochs') or 40} epochs with "
+            "keras.distillation.LogitsDistillation's default loss (not a KL divergence: see effkeras.distill)")
+
+
 def describe(c) -> str:
     scope = c["scope"]
     if scope == "all":
@@ -161,7 +175,8 @@ def describe(c) -> str:
         what = f"head {c['sparsity']:.0%}"
     else:
         what = "per layer " + "/".join(f"{float(v):.0%}" for v in scope[4:].split("-"))
-    return f"from width {c['source_width']}, {what}"
+    kd = {"kl": "KL-distilled", "keras-default": "Keras-default-distilled"}.get(c.get("student_kd"), "")
+    return f"from width {c['source_width']}{' ' + kd if kd else ''} student, {what}"
 
 
 def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
@@ -187,6 +202,8 @@ def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
             "stem": stem, "source_width": src, "sparsity": float(job["sparsity"]), "scope": scope,
             "params": int(small.count_params()), "int8_bytes": len(ptq_bytes),
             "prune_epochs": job.get("prune_epochs"),
+            "student": job.get("student", {}),
+            "student_kd": job.get("student", {}).get("distill_loss", "keras-default"),
             "pruned_float_acc": job.get("stripped_float_accuracy"),
             "selection_acc": float(np.mean(np.argmax(logits, -1) == sel[1])),
         })
@@ -287,8 +304,11 @@ def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta, sel, pruned) -> d
     student = sm.survey_cnn(width, order="bn_relu")
     student.load_weights(os.path.join(wdir, f"distill_{t}.weights.h5"))
     d_float = to_tflite(sm.with_softmax(student))
+    dmeta = meta.get(f"distill_{t}", {})
     eff = {
-        "distill_epochs": meta.get(f"distill_{t}", {}).get("epochs"),
+        "distill_epochs": dmeta.get("epochs"),
+        "student": {"distill_loss": dmeta.get("distill_loss", "keras-default"), "epochs": dmeta.get("epochs"),
+                    "init": dmeta.get("init"), "teacher_width": dmeta.get("teacher_width", 1.4)},
         "float_bytes": len(d_float), "float_acc": evaluate(d_float, x_te, y_te),
     }
     budget = row["survey"]["int8_bytes"] // 2
@@ -383,7 +403,8 @@ def markdown(rows, info) -> str:
         L.append(f"| {describe(c)} | {_b(c['params'])} | {_b(c['int8_bytes'])} | {_pct(c['selection_acc'])} "
                  f"| {_pct(c['pruned_float_acc'])} | {fits} |")
     L += ["", "Distilled students before pruning (float, test set): " + "; ".join(
-        f"width {r['width']}: {_pct(r['effkeras']['float_acc'])} ({r['effkeras']['float_bytes'] / 1000:.1f} KB)"
+        f"width {r['width']}: {_pct(r['effkeras']['float_acc'])} ({r['effkeras']['float_bytes'] / 1000:.1f} KB; "
+        f"{student_text(r['effkeras'].get('student'))})"
         for r in rows) + "."]
     L += ["", *info["notes"]]
     return "\n".join(L)
@@ -406,8 +427,7 @@ def write_models(rows, folder: str, info) -> list[str]:
                 "command": info["command"],
                 "mode": info["mode"],
                 "recipe": (f"survey CNN (Conv->BN->ReLU) of width {e['source_width']}; augmentation "
-                           f"(flip, translate 3 px); distilled from the width-1.4 teacher (T=4, "
-                           f"student_loss_weight=0.5); channel pruning {e['label']} "
+                           f"(flip, translate 3 px); {student_text(e.get('student'))}; channel pruning {e['label']} "
                            f"({e.get('prune_epochs')} epochs, stripped); {e['int8_method']} "
                            f"(QAT: {info['qat']}); tensor names stripped"),
                 "dataset": "CIFAR-10 JPEG (../shared/data/cifar10_jpg), inputs scaled to [-1, 1]",

@@ -195,7 +195,8 @@ def run_job(args) -> dict:
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
         model = student
         info.update(width=width, order="bn_relu", params=int(model.count_params()),
-                    temperature=args.temperature, student_loss_weight=args.student_loss_weight)
+                    temperature=args.temperature, student_loss_weight=args.student_loss_weight,
+                    distill_loss="kl")
         model.save_weights(os.path.join(args.out, f"{name}.weights.h5"))
     elif kind == "optimize":
         parts = rest.split(":")
@@ -245,6 +246,21 @@ def scope_schedules(model, scope: str, make_schedule) -> dict | None:
     raise SystemExit(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
 
 
+def student_lineage(out: str, job: str) -> dict:
+    """How the float student ``job`` was trained, from its JSON: the distillation loss
+    (``keras-default``: ``keras.distillation.LogitsDistillation()``'s default, which is not a
+    KL divergence; ``kl``: ``effkeras.distill``), epochs and warm start."""
+    path = os.path.join(out, f"{job_name(job)}.json")
+    meta = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            meta = json.load(f)
+    loss = meta.get("distill_loss", "keras-default") if job.startswith("distill") else "labels"
+    return {"job": job, "distill_loss": loss, "epochs": meta.get("epochs"), "init": meta.get("init"),
+            "teacher_width": meta.get("teacher_width", sm.TEACHER_WIDTH if job.startswith("distill") else None),
+            "float_test_accuracy": meta.get("float_test_accuracy")}
+
+
 def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"):
     """Channel pruning then QAT with BN folding, on the float student ``source``
     (``distill``: the distilled one; ``ce``: the same Conv->BN->ReLU net trained on labels);
@@ -256,7 +272,8 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"
     tag = optimize_tag(width, sparsity, source, scope)
     student = sm.survey_cnn(width, order="bn_relu")
     student.load_weights(os.path.join(args.out, f"{job_name(f'{source}:{width}')}.weights.h5"))
-    extra = {"source_float_accuracy": accuracy(student, xte, yte)}
+    extra = {"source_float_accuracy": accuracy(student, xte, yte),
+             "student": student_lineage(args.out, f"{source}:{width}")}
     steps = int(np.ceil(len(xtr) / BATCH))
     p_epochs, q_epochs = args.prune_epochs, args.qat_epochs
     # each stage gets its share of the time left
