@@ -254,25 +254,29 @@ def met(survey, eff, size_key="int8_bytes") -> bool:
 
 
 def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> dict:
-    """tfmot QAT of the same float model, on the same images as :func:`effkeras_int8`, in a
-    tf_keras child process (``bench/_tfmot_survey.py``). Returns bytes or the error."""
+    """tfmot QAT of the same float (logits) model, on the same images as
+    :func:`effkeras_int8`, in a tf_keras child process (``bench/_tfmot_functional.py``, which
+    rebuilds the graph from ``model.get_config()`` and checks its logits). Returns
+    ``{"tfmot_tflite": bytes}`` or ``{"tfmot_error": text}``."""
     import subprocess
 
     if qat_epochs <= 0:
         return {}
-    convs = [la for la in model.layers if la.__class__.__name__ == "Conv2D"]
-    dense = [la for la in model.layers if la.__class__.__name__ == "Dense"]
-    weights = model.get_weights()
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x_tr))[:qat_samples]
     arrays = {f"x{e}": sm.scale(sm.augment(x_tr[idx], rng)) for e in range(qat_epochs)}
-    with tempfile.TemporaryDirectory(prefix="tfmot_survey_") as tmp:
+    weights: dict = {}
+    for layer in model.layers:
+        ws = layer.get_weights()
+        weights[f"n::{layer.name}"] = len(ws)
+        weights.update({f"w::{layer.name}::{i}": w for i, w in enumerate(ws)})
+    probe = sm.scale(x_tr[:16])
+    with tempfile.TemporaryDirectory(prefix="tfmot_qat_") as tmp:
         npz = os.path.join(tmp, "in.npz")
-        np.savez(npz, y=np.asarray(y_tr[idx]), filters=np.array([c.filters for c in convs]),
-                 dense=dense[0].units, n_weights=len(weights),
-                 **{f"w{i}": w for i, w in enumerate(weights)}, **arrays)
+        np.savez(npz, config=json.dumps(model.get_config()), y=np.asarray(y_tr[idx]), probe_x=probe,
+                 probe_logits=model.predict(probe, verbose=0), **weights, **arrays)
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        cmd = [sys.executable, os.path.join(HERE, "_tfmot_survey.py"), npz, tmp, "--epochs", str(qat_epochs)]
+        cmd = [sys.executable, os.path.join(HERE, "_tfmot_functional.py"), npz, tmp, "--epochs", str(qat_epochs)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         out = os.path.join(tmp, "tfmot_qat_int8.tflite")
         if proc.returncode != 0 or not os.path.isfile(out):

@@ -45,6 +45,10 @@ def test_mcu_suite_smoke(tmp_path):
     full = next(r for r in rows if r["stem"] == "full")
     assert full["macs"] == 12_501_632 and full["int8_bytes"] > 0
     assert any(r["stem"].endswith("+prune0.1") for r in rows)
+    # QAT ran for the QAT stems, and tfmot QAT of the same residual model beside it
+    assert full["qat_bytes"] > 0 and 0 <= full["qat_acc"] <= 1
+    assert full["tfmot_bytes"] > 0 and 0 <= full["tfmot_acc"] <= 1, full.get("tfmot_error")
+    assert "| tfmot QAT |" in text
     side = json.loads((models / "resnet8_full_int8.json").read_text())
     assert side["size_bytes"] == os.path.getsize(models / "resnet8_full_int8.tflite")
     assert side["arena_bytes"] and side["arena_bytes"] > 0 and side["suite"] == "mcu"
