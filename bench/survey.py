@@ -176,7 +176,8 @@ def describe(c) -> str:
     else:
         what = "per layer " + "/".join(f"{float(v):.0%}" for v in scope[4:].split("-"))
     kd = {"kl": "KL-distilled", "keras-default": "Keras-default-distilled"}.get(c.get("student_kd"), "")
-    return f"from width {c['source_width']}{' ' + kd if kd else ''} student, {what}"
+    after = f", then KL-distilled {c['kd_epochs']} epochs" if c.get("kd_epochs") else ""
+    return f"from width {c['source_width']}{' ' + kd if kd else ''} student, {what}{after}"
 
 
 def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
@@ -192,7 +193,8 @@ def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
             continue
         src = float(job.get("width", parts[1]))
         scope = job.get("scope", "all")
-        stem = st.optimize_tag(src, float(job["sparsity"]), "distill", scope) + "_float"
+        kd = int(job.get("kd_epochs") or 0)
+        stem = st.optimize_tag(src, float(job["sparsity"]), "distill", scope, kd) + "_float"
         if not os.path.isfile(os.path.join(wdir, f"{stem}.weights.h5")):
             continue
         small = load_stripped(wdir, stem)
@@ -202,7 +204,7 @@ def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
             "stem": stem, "source_width": src, "sparsity": float(job["sparsity"]), "scope": scope,
             "params": int(small.count_params()), "int8_bytes": len(ptq_bytes),
             "prune_epochs": job.get("prune_epochs"),
-            "student": job.get("student", {}),
+            "student": job.get("student", {}), "kd_epochs": kd,
             "student_kd": job.get("student", {}).get("distill_loss", "keras-default"),
             "pruned_float_acc": job.get("stripped_float_accuracy"),
             "selection_acc": float(np.mean(np.argmax(logits, -1) == sel[1])),

@@ -171,10 +171,7 @@ def run_job(args) -> dict:
         import effkeras.distill
 
         width = float(rest)
-        teacher = sm.survey_cnn(args.teacher_width, order=args.teacher_order)
-        teacher.load_weights(args.teacher_weights or os.path.join(args.out, "teacher.weights.h5"))
-        info.update(teacher_width=args.teacher_width, teacher_order=args.teacher_order,
-                    teacher_weights=args.teacher_weights or "teacher.weights.h5")
+        teacher = load_teacher(args, info)
         student = sm.survey_cnn(width, order="bn_relu")
         if args.init:
             student.load_weights(args.init)
@@ -218,9 +215,11 @@ def run_job(args) -> dict:
     return info
 
 
-def optimize_tag(width, sparsity, source="distill", scope="all") -> str:
-    """File stem of an ``optimize`` job's outputs (``scope="all"`` keeps the old names)."""
-    return job_name(f"optimize:{width}:{sparsity}:{source}" + ("" if scope == "all" else f":{scope}"))
+def optimize_tag(width, sparsity, source="distill", scope="all", kd_epochs=0) -> str:
+    """File stem of an ``optimize`` job's outputs (``scope="all"`` keeps the old names;
+    ``kd_epochs``: the pruned model was then distilled that many epochs)."""
+    return job_name(f"optimize:{width}:{sparsity}:{source}" + ("" if scope == "all" else f":{scope}")
+                    + (f"_kd{kd_epochs}" if kd_epochs else ""))
 
 
 def _prunable_names(model) -> list[str]:
@@ -246,6 +245,15 @@ def scope_schedules(model, scope: str, make_schedule) -> dict | None:
     raise SystemExit(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
 
 
+def load_teacher(args, info: dict):
+    """The distillation teacher (``--teacher-width/-order/-weights``), recorded in ``info``."""
+    teacher = sm.survey_cnn(args.teacher_width, order=args.teacher_order)
+    teacher.load_weights(args.teacher_weights or os.path.join(args.out, "teacher.weights.h5"))
+    info.update(teacher_width=args.teacher_width, teacher_order=args.teacher_order,
+                teacher_weights=args.teacher_weights or "teacher.weights.h5")
+    return teacher
+
+
 def student_lineage(out: str, job: str) -> dict:
     """How the float student ``job`` was trained, from its JSON: the distillation loss
     (``keras-default``: ``keras.distillation.LogitsDistillation()``'s default, which is not a
@@ -269,7 +277,7 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"
     import effkeras.callbacks
     import effkeras.prune as ep
 
-    tag = optimize_tag(width, sparsity, source, scope)
+    tag = optimize_tag(width, sparsity, source, scope, args.kd_epochs)
     student = sm.survey_cnn(width, order="bn_relu")
     student.load_weights(os.path.join(args.out, f"{job_name(f'{source}:{width}')}.weights.h5"))
     extra = {"source_float_accuracy": accuracy(student, xte, yte),
@@ -301,6 +309,20 @@ def optimize(args, width, sparsity, source, xtr, ytr, xte, yte, log, scope="all"
     else:
         small = student
         extra["prune_epochs"] = 0
+    if args.kd_epochs > 0:  # the pruned model learns from the teacher again (effkeras.distill, KL)
+        import keras
+
+        import effkeras.distill
+
+        extra["pruned_before_kd_accuracy"] = accuracy(small, xte, yte)
+        kd_info: dict = {}
+        d = effkeras.distill.distiller(load_teacher(args, kd_info), small, temperature=args.temperature,
+                                       student_loss_weight=args.student_loss_weight)
+        d.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+                      args.distill_lr, args.kd_epochs * steps, alpha=0.01)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        extra["kd_epochs"] = fit_epochs(d, xtr, ytr, args.kd_epochs, p_deadline, args.seed + 3, log=log)
+        extra["kd_teacher"] = kd_info
     extra["stripped_params"] = int(small.count_params())
     extra["stripped_float_accuracy"] = accuracy(small, xte, yte)
     small.save_weights(os.path.join(args.out, f"{tag}_float.weights.h5"))
@@ -436,6 +458,8 @@ def parse(argv=None):
                    help="share of the distill_prune time budget the distillation may use")
     p.add_argument("--teacher-width", type=float, default=sm.TEACHER_WIDTH)
     p.add_argument("--distill-lr", type=float, default=1e-3)
+    p.add_argument("--kd-epochs", type=int, default=0,
+                   help="optimize jobs: distill the pruned, stripped model from the teacher this many epochs")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="distill jobs: Adam at a constant rate, or cosine-decayed over --epochs")
     p.add_argument("--teacher-order", choices=("relu_bn", "bn_relu"), default="relu_bn",
