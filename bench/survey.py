@@ -469,6 +469,8 @@ def smoke_weights(out: str, data: str) -> None:  # noqa: D401
     for job in ("teacher", "survey:0.05", "distill:0.05", "optimize:0.05:0.5:distill",
                 "optimize:0.05:0.5:distill:head", "optimize:0.05:0.3:distill:per-0.5-0.5-0-0-0.3-0.5-0.5"):
         st.run_job(st.parse(common + ["--job", job]))
+    # pruning followed by KL distillation of the pruned model
+    st.run_job(st.parse(common + ["--job", "optimize:0.05:0.4:distill:head", "--kd-epochs", "1"]))
 
 
 def parse(argv):

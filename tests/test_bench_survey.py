@@ -61,7 +61,11 @@ def test_survey_suite_smoke(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["survey"]["int8_bytes"] > 0 and rows[0]["effkeras"]["int8_bytes"] > 0
     cands = rows[0]["effkeras"]["candidates"]
-    assert sorted(c["scope"] for c in cands) == ["all", "head", "per-0.5-0.5-0-0-0.3-0.5-0.5"]
+    assert sorted(c["scope"] for c in cands) == ["all", "head", "head", "per-0.5-0.5-0-0-0.3-0.5-0.5"]
+    kd = [c for c in cands if c.get("kd_epochs")]
+    assert [c["kd_epochs"] for c in kd] == [1] and "then KL-distilled 1 epochs" in text
+    # every candidate says how its student was distilled (the smoke student: effkeras.distill, KL)
+    assert all(c["student_kd"] == "kl" for c in cands) and "KL-distilled student" in text
     assert all(0.0 <= c["selection_acc"] <= 1.0 for c in cands)
     again = tmp_path / "again.md"  # --render rewrites the section from the JSON alone
     assert survey.main(["--render", str(out), "--markdown", str(again)]) == 0
