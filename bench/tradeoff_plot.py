@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     results = compare(models, target="litert:builtin", runs=args.runs, warmup=10)
     print(format_table(results))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    plot = plot_tradeoff(results, args.out, accuracies=acc,
+    groups = {os.path.basename(m): ("survey's published int8 files" if os.path.basename(m) in SURVEY_ACCURACY
+                                    else "effkeras survey suite") for m in models}
+    plot = plot_tradeoff(results, args.out, accuracies=acc, groups=groups,
                          title="CIFAR-10 (JPEG) int8: survey files vs effkeras survey suite")
     print(json.dumps(plot["points"], indent=1))
     return 0

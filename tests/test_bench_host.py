@@ -174,6 +174,9 @@ def test_json_csv_and_plot(files, tmp_path):
         json.dump({"scores": {"accuracy_litert": 0.95}}, f)
     out = plot_tradeoff(results, str(tmp_path / "tradeoff.png"), {"digits_int8.tflite": 0.94})
     assert [p["accuracy"] for p in out["points"]] == [0.94, 0.95]
+    grouped = plot_tradeoff(results, str(tmp_path / "g.png"), {"digits_int8.tflite": 0.94},
+                            groups={"digits_int8.tflite": "int8", "digits_float32": "float"})
+    assert [(p["index"], p["group"]) for p in grouped["points"]] == [(1, "int8"), (2, "float")]
     assert open(out["path"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(BenchConfigError, match="fractions"):
         plot_tradeoff(results, str(tmp_path / "x.png"), {"digits_int8.tflite": 94})
