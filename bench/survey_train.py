@@ -154,6 +154,8 @@ def run_job(args) -> dict:
     xtr, ytr, xte, yte = load_data(args)
     kind, _, rest = args.job.partition(":")
     name = job_name(args.job)
+    if kind == "optimize" and args.kd_epochs:
+        name += f"_kd{args.kd_epochs}"  # beside, not over, the same pruning job without KD
     t0 = time.time()
     log: list[dict] = []
     info = {"job": args.job, "backend": keras.backend.backend(), "batch": BATCH,
