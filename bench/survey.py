@@ -417,7 +417,15 @@ def markdown(rows, info) -> str:
 
 
 def write_models(rows, folder: str, info) -> list[str]:
+    """Write the chosen int8 models and their sidecars into ``folder``; this suite's files
+    from an earlier run that this run does not write again (a width whose best model within
+    budget is now the same-width one) are removed, so the folder is exactly this run's."""
+    import glob
+
     os.makedirs(folder, exist_ok=True)
+    for old in glob.glob(os.path.join(folder, "survey_w*_effkeras*_int8.*")):
+        if old.endswith((".tflite", ".json")):
+            os.remove(old)
     written = []
     for r in rows:
         for kind, e, ok in (("", r["effkeras"], r["target_met"]),

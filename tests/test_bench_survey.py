@@ -52,7 +52,12 @@ def test_survey_suite_smoke(tmp_path):
     md.write_text("# Benchmarks\n\nother suites stay\n")
     models = tmp_path / "models"
     out = tmp_path / "r.json"
+    models.mkdir()
+    stale = models / "survey_w05_effkeras_budget_int8.tflite"  # from an earlier run, not rewritten
+    stale.write_bytes(b"old")
+    (models / "unrelated.tflite").write_bytes(b"keep")
     assert survey.main(["--smoke", "--markdown", str(md), "--models", str(models), "--json", str(out)]) == 0
+    assert not stale.exists() and (models / "unrelated.tflite").exists()
     text = md.read_text()
     assert "other suites stay" in text and "<!-- survey-suite:begin -->" in text and "smoke" in text
     side = json.loads((models / "survey_w005_effkeras_int8.json").read_text())
