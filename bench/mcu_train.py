@@ -58,6 +58,7 @@ from survey_train import (  # noqa: E402
     cache_path,
     fit_epochs,
     job_name,
+    make_distiller,
     parse_run_args,
     wait_all,
 )
@@ -174,24 +175,15 @@ def run_job(args) -> dict:
         info["epochs"] = fit_epochs(model, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
         info.update(widths=list(widths), params=int(model.count_params()))
     elif kind == "distill":
-        import effkeras.distill
-
         widths = parse_widths(rest)
         teacher = resnet8(FULL_WIDTHS)
         teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
         model = resnet8(widths)
-        if args.init:
-            model.load_weights(args.init)
-            info["init"] = args.init
-        # effkeras.distill: Keras's default LogitsDistillation loss is not a KL divergence
-        distiller = effkeras.distill.distiller(
-            teacher, model, temperature=args.temperature,
-            student_loss_weight=args.student_loss_weight)
+        distiller = make_distiller(teacher, model, args, info)
         distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
         info.update(widths=list(widths), params=int(model.count_params()),
-                    temperature=args.temperature, student_loss_weight=args.student_loss_weight,
                     teacher_float_accuracy=accuracy(teacher, xte, yte))
     elif kind == "prune":
         import effkeras.prune as ep

@@ -170,18 +170,10 @@ def run_job(args) -> dict:
         info.update(width=width, order=order, params=int(model.count_params()))
         model.save_weights(os.path.join(args.out, f"{name}.weights.h5"))
     elif kind == "distill":
-        import effkeras.distill
-
         width = float(rest)
         teacher = load_teacher(args, info)
         student = sm.survey_cnn(width, order="bn_relu")
-        if args.init:
-            student.load_weights(args.init)
-            info["init"] = args.init
-        # effkeras.distill: Keras's default LogitsDistillation loss is not a KL divergence
-        distiller = effkeras.distill.distiller(
-            teacher, student, temperature=args.temperature,
-            student_loss_weight=args.student_loss_weight)
+        distiller = make_distiller(teacher, student, args, info)
         lr = args.distill_lr
         if args.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(
@@ -193,9 +185,7 @@ def run_job(args) -> dict:
         )
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed, log=log)
         model = student
-        info.update(width=width, order="bn_relu", params=int(model.count_params()),
-                    temperature=args.temperature, student_loss_weight=args.student_loss_weight,
-                    distill_loss="kl")
+        info.update(width=width, order="bn_relu", params=int(model.count_params()))
         model.save_weights(os.path.join(args.out, f"{name}.weights.h5"))
     elif kind == "optimize":
         parts = rest.split(":")
@@ -245,6 +235,19 @@ def scope_schedules(model, scope: str, make_schedule) -> dict | None:
             raise SystemExit(f"scope {scope!r} needs {len(names)} sparsities (6 convs, hidden Dense); got {len(values)}")
         return {n: (make_schedule(v) if v > 0 else None) for n, v in zip(names, values, strict=True)}
     raise SystemExit(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
+
+
+def make_distiller(teacher, student, args, info: dict):
+    """``effkeras.distill.distiller`` (a real KL: Keras's default LogitsDistillation loss is
+    not one) for ``student``, first loaded from ``--init`` if given; recorded in ``info``."""
+    import effkeras.distill
+
+    if args.init:
+        student.load_weights(args.init)
+        info["init"] = args.init
+    info.update(distill_loss="kl", temperature=args.temperature, student_loss_weight=args.student_loss_weight)
+    return effkeras.distill.distiller(teacher, student, temperature=args.temperature,
+                                      student_loss_weight=args.student_loss_weight)
 
 
 def load_teacher(args, info: dict):
