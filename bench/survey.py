@@ -321,8 +321,9 @@ def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta, sel, pruned) -> d
     candidates = [c for c in pruned if c["source_width"] >= width]
     eff["candidates"] = candidates
     eff["budget_bytes"] = budget
-    # the recipe: pruned from the same width (every layer, or the head only)
-    same = [c for c in candidates if c["source_width"] == width and not c["scope"].startswith("per-")]
+    # the recipe: pruned from the student of the same width (every layer, the head only,
+    # or per layer)
+    same = [c for c in candidates if c["source_width"] == width]
     eff.update(finish_candidate(pick_candidate(same, budget), wdir, x_tr, y_tr, x_te, y_te, sel, args))
     row["effkeras"] = eff
     row["target_met"] = met(row["survey"], eff)
@@ -369,9 +370,9 @@ def markdown(rows, info) -> str:
                      f"| {_b(ee.get('arena_bytes') and round(ee['arena_bytes'] / 1000, 1))} | {_b(ee.get('nano33ble_ms'))} "
                      f"| {ee['int8_method']} | {'met' if ok else '**not met**'} |")
     L += ["", "Rows: *same width* is the issue's recipe (the student of the same width, distilled, channel-pruned "
-          "in every layer or in the head only, int8 with BN folded); *within budget* is the best effkeras "
-          "model within half the survey file's size, also from wider distilled students pruned per layer "
-          "(`effkeras.prune.prune_low_magnitude(..., layer_schedules=...)`). Candidates are chosen on "
+          "in every layer, in the head only or per layer (`effkeras.prune.prune_low_magnitude(..., "
+          "layer_schedules=...)`), int8 with BN folded); *within budget* is the best effkeras model within half "
+          "the survey file's size, also from wider distilled students. Candidates are chosen on "
           f"{SELECTION_SAMPLES:,} training images (unaugmented, none of them in the host QAT subset), PTQ vs "
           "QAT too; the test set only reports."]
     L += ["", "effkeras files are written with `to_tflite(strip_names=True)` (intermediate tensors "
