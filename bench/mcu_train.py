@@ -29,6 +29,9 @@ Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
   (``structure="channel"``, PolynomialDecay), then ``strip_pruning`` (filters removed);
   saves ``prune_S.model.json`` + ``prune_S.weights.h5``. ``prune:S:last`` prunes only the
   last stack's convolutions (most of the weights), through ``layer_schedules``.
+- ``kd:STEM``: any saved model of this folder (``STEM.model.json`` + ``STEM.weights.h5``, e.g. a
+  stripped pruned one) distilled again from ``full`` for ``--epochs`` (``effkeras.distill``, KL);
+  saves ``STEM_kdN`` beside it, with the source's record under ``"source"``.
 
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
 weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
@@ -156,6 +159,30 @@ def save_model(model, out, stem):
         f.write(model.to_json())
 
 
+def load_saved(out: str, stem: str):
+    """A model this script saved: ``<out>/<stem>.model.json`` + ``.weights.h5``."""
+    import keras
+
+    paths = [os.path.join(out, f"{stem}.{ext}") for ext in ("model.json", "weights.h5")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise SystemExit(f"kd:{stem}: no saved model {missing[0]}; give the stem of a model in --out "
+                         f"(a narrow, distill, prune or kd job's output). Received: {stem!r}")
+    with open(paths[0]) as f:
+        model = keras.models.model_from_json(f.read())
+    model.load_weights(paths[1])
+    return model
+
+
+def saved_record(out: str, stem: str) -> dict:
+    """The JSON record of the job that saved ``stem`` (without its per-epoch log), or {}."""
+    path = os.path.join(out, f"{stem}.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return {k: v for k, v in json.load(f).items() if k != "log"}
+
+
 def run_job(args) -> dict:
     import keras
 
@@ -210,6 +237,18 @@ def run_job(args) -> dict:
         info["pruned_masked_accuracy"] = accuracy(pruned, xte, yte)
         model = ep.strip_pruning(pruned)
         info.update(sparsity=sparsity, scope=scope or "all", params=int(model.count_params()))
+    elif kind == "kd":
+        model = load_saved(args.out, rest)
+        info["source"] = saved_record(args.out, rest)
+        info["source_float_accuracy"] = accuracy(model, xte, yte)
+        teacher = resnet8(FULL_WIDTHS)
+        teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
+        distiller = make_distiller(teacher, model, args, info)
+        distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed + 3, log=log)
+        info.update(params=int(model.count_params()), teacher_float_accuracy=accuracy(teacher, xte, yte))
+        name = f"{job_name(rest)}_kd{info['epochs']}"
     else:
         raise SystemExit(f"unknown job {args.job!r}")
     save_model(model, args.out, name)
@@ -259,7 +298,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with the CIFAR-10 JPEG tarballs, or 'random'")
     p.add_argument("--out", required=True)
-    p.add_argument("--job", help="full | narrow:A/B/C | distill:A/B/C | prune:S[:last]")
+    p.add_argument("--job", help="full | narrow:A/B/C | distill:A/B/C | prune:S[:last] | kd:STEM")
     p.add_argument("--plan", choices=("all",))
     p.add_argument("--half-widths", default="/".join(str(w) for w in HALF_WIDTHS))
     p.add_argument("--sparsities", default="0.3")

@@ -55,3 +55,26 @@ def test_mcu_suite_smoke(tmp_path):
     for key in ("name", "command", "mode", "recipe", "dataset", "accuracy", "test_samples",
                 "nano33ble_estimate_ms", "io"):
         assert key in side
+
+
+def test_kd_job_distills_a_saved_model_again(tmp_path):
+    """``kd:STEM`` loads any saved model of the folder (here a narrow one), distills it from
+    ``full`` with effkeras.distill and saves ``STEM_kdN`` beside it with its lineage."""
+    pytest.importorskip("tensorflow")
+    import mcu_train as mt
+    import numpy as np
+
+    common = ["--data", "random", "--out", str(tmp_path), "--epochs", "1",
+              "--limit-train", "128", "--limit-test", "32"]
+    for job in ("full", "narrow:4/4/4"):
+        mt.run_job(mt.parse(common + ["--job", job]))
+    info = mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4", "--lr", "1e-2"]))
+    assert info["distill_loss"] == "kl" and info["epochs"] == 1
+    assert info["source"]["job"] == "narrow:4/4/4" and "log" not in info["source"]
+    before = mt.load_saved(str(tmp_path), "narrow_4_4_4")
+    after = mt.load_saved(str(tmp_path), "narrow_4_4_4_kd1")
+    assert after.count_params() == before.count_params() == info["params"]
+    changed = [not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights())]
+    assert any(changed)  # it trained, and the source's files were left as they were
+    with pytest.raises(SystemExit, match="no saved model .*Received: 'nope'"):
+        mt.run_job(mt.parse(common + ["--job", "kd:nope"]))
