@@ -74,7 +74,7 @@ def test_kd_job_distills_a_saved_model_again(tmp_path):
     before = mt.load_saved(str(tmp_path), "narrow_4_4_4")
     after = mt.load_saved(str(tmp_path), "narrow_4_4_4_kd1")
     assert after.count_params() == before.count_params() == info["params"]
-    changed = [not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights())]
+    changed = [not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights(), strict=True)]
     assert any(changed)  # it trained, and the source's files were left as they were
     with pytest.raises(SystemExit, match="no saved model .*Received: 'nope'"):
         mt.run_job(mt.parse(common + ["--job", "kd:nope"]))
