@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0, help="tf_keras seed (shuffling) of this QAT run")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
 
     data = np.load(args.npz)
     config = json.loads(str(data["config"]))
-    tf_keras.utils.set_random_seed(0)
+    tf_keras.utils.set_random_seed(args.seed)
     body = rebuild(tf_keras, config)
     for layer in body.layers:
         n = int(data[f"n::{layer.name}"]) if f"n::{layer.name}" in data else 0

@@ -50,8 +50,9 @@ from survey import (  # noqa: E402
     load_host_data,
     load_meta,
     micro_facts,
+    repeated_qat,
     selection_set,
-    tfmot_qat,
+    spread,
 )
 
 REFERENCE_BYTES = 98_496
@@ -126,6 +127,7 @@ def int8_qat(model, x_tr, y_tr, samples: int, epochs: int, seed: int = 0) -> byt
     from effkeras.convert import to_tflite
     from effkeras.quantize import quantize_model
 
+    keras.utils.set_random_seed(seed)  # each repeat (seed) shuffles differently, reproducibly
     qat = quantize_model(export_model(model), fold_batchnorm=True,
                          calibration_data=sm.scale(x_tr[:500]))
     qat.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
@@ -164,20 +166,12 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
     best, how, acc = ptq, "converter PTQ (200 img)", row["ptq_acc"]
     row["selection_acc"] = evaluate(ptq, *sel)
     if args.qat_epochs > 0 and stem in args.qat_stems:
-        try:
-            qat = int8_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs)
-            row.update(qat_bytes=len(qat), qat_acc=evaluate(qat, x_te, y_te))
-            qat_sel = evaluate(qat, *sel)
-            if qat_sel > row["selection_acc"]:  # chosen on training images, never on the test set
-                best, how, acc = qat, "effkeras QAT (BN folded)", row["qat_acc"]
-                row["selection_acc"] = qat_sel
-        except Exception as exc:  # report, never hide
-            row["qat_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        tf = tfmot_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs)
-        if "tfmot_tflite" in tf:
-            row.update(tfmot_bytes=len(tf["tfmot_tflite"]), tfmot_acc=evaluate(tf["tfmot_tflite"], x_te, y_te))
-        elif "tfmot_error" in tf:
-            row["tfmot_error"] = tf["tfmot_error"]
+        q = repeated_qat(model, x_tr, y_tr, x_te, y_te, args, int8_qat)
+        qat = q.pop("qat_tflite", None)
+        row.update(q)
+        if qat is not None and (qat_sel := evaluate(qat, *sel)) > row["selection_acc"]:
+            best, how, acc = qat, "effkeras QAT (BN folded)", row["qat_acc"]  # chosen on training images
+            row["selection_acc"] = qat_sel
     row.update(int8_bytes=len(best), int8_acc=acc, int8_method=how, **micro_facts(best))
     row["fits_half"] = len(best) <= HALF_BUDGET
     row["_tflite"] = best
@@ -225,7 +219,7 @@ def markdown(rows, info) -> str:
     qat_rows = [r for r in rows if "qat_acc" in r or "qat_error" in r]
     for r in qat_rows:
         L.append(f"- QAT on `{r['stem']}` ({info['qat']}): " + (
-            f"{_pct(r['qat_acc'])} vs PTQ {_pct(r['ptq_acc'])}" if "qat_acc" in r else f"failed: {r['qat_error']}"))
+            f"{spread(r, 'qat_acc')} vs PTQ {_pct(r['ptq_acc'])}" if "qat_acc" in r else f"failed: {r['qat_error']}"))
     if any("tfmot_acc" in r or "tfmot_error" in r for r in qat_rows):
         L += ["", "int8 stage side by side with tensorflow-model-optimization: the same float model, QAT on the same "
               "augmented images, epochs, batch and learning rate (tfmot 8-bit default scheme on tf_keras, in a child "
@@ -233,8 +227,8 @@ def markdown(rows, info) -> str:
               "| model | converter PTQ | effkeras QAT (BN folded) | tfmot QAT | effkeras / tfmot int8 B |",
               "|---|---:|---:|---:|---|"]
         for r in qat_rows:
-            tfm = _pct(r.get("tfmot_acc")) if "tfmot_acc" in r else r.get("tfmot_error", "-")
-            L.append(f"| {r['label']} | {_pct(r.get('ptq_acc'))} | {_pct(r.get('qat_acc'))} | {tfm} "
+            tfm = spread(r, "tfmot_acc") if "tfmot_acc" in r else r.get("tfmot_error", "-")
+            L.append(f"| {r['label']} | {_pct(r.get('ptq_acc'))} | {spread(r, 'qat_acc')} | {tfm} "
                      f"| {_b(r.get('qat_bytes'))} / {_b(r.get('tfmot_bytes'))} |")
         L += [""]
     L += [*info["notes"]]
@@ -304,6 +298,8 @@ def parse(argv):
     p.add_argument("--qat-epochs", type=int, default=0)
     p.add_argument("--qat-samples", type=int, default=10000)
     p.add_argument("--qat-stems", default="full,narrow_12_22_42", help="candidates QAT is tried on")
+    p.add_argument("--qat-repeats", type=int, default=1,
+                   help="QAT runs per model (seeds 0..N-1), effkeras and tfmot; the median run is reported")
     p.add_argument("--host-prune", default="narrow_12_22_42:0.03",
                    help="STEM:SPARSITY,...: channel-prune these trained models on the host")
     p.add_argument("--host-prune-samples", type=int, default=10000)
@@ -313,7 +309,10 @@ def parse(argv):
     p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models/mcu)")
     p.add_argument("--json", help="write the raw results here")
     p.add_argument("--training", default="see the JSON files beside the weights")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.qat_repeats < 1:
+        p.error(f"--qat-repeats must be 1 or more (QAT runs per model). Received: {args.qat_repeats}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -326,6 +325,7 @@ def main(argv=None) -> int:
         smoke_weights(args.weights)
         args.host_prune, args.host_prune_samples = "narrow_12_22_42:0.1", 128
         args.qat_epochs, args.qat_samples = 1, 128  # proves the QAT and tfmot paths run
+        args.qat_repeats = 2  # and their median over repeats
         d = np.load(os.path.join(args.weights, "cifar10_u8.npz"))
         x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
         data_note = "random CIFAR-shaped data, 128 train / 64 test (the numbers mean nothing)"
@@ -348,10 +348,14 @@ def main(argv=None) -> int:
         "machine": " ".join(platform.uname()[:3]) + f", {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "training": args.training,
         "data": data_note,
-        "qat": f"{args.qat_epochs} epoch(s) on {args.qat_samples} augmented training images, host CPU",
+        "qat": (f"{args.qat_epochs} epoch(s) on {args.qat_samples} augmented training images, host CPU, "
+                f"median of {args.qat_repeats} run(s)"),
         "test_samples": int(len(x_te)),
         "notes": [
-            "- Accuracy: one training run each (no repeats), LiteRT with 2 threads on every test image; sizes are "
+            f"- Accuracy: one training run per float model; the QAT stage ran {args.qat_repeats} time(s) per QAT "
+            "stem (seeds 0..N-1: training subset, augmentation and shuffling), effkeras and tfmot alike: the QAT "
+            "accuracy quoted is the median run's (its file is the QAT candidate), the range of all runs beside it; "
+            "LiteRT with 2 threads on every test image; sizes are "
             "exact .tflite bytes; params/MACs from effkeras.profiling.profile on the int8 file; arena: exact TFLM "
             "arena on this 64-bit host (add a margin on a 32-bit Cortex-M); nano33ble: effkeras's estimate, not a "
             "measurement.",

@@ -48,6 +48,7 @@ def test_mcu_suite_smoke(tmp_path):
     # QAT ran for the QAT stems, and tfmot QAT of the same residual model beside it
     assert full["qat_bytes"] > 0 and 0 <= full["qat_acc"] <= 1
     assert full["tfmot_bytes"] > 0 and 0 <= full["tfmot_acc"] <= 1, full.get("tfmot_error")
+    assert len(full["qat_accs"]) == len(full["tfmot_accs"]) == 2  # the smoke repeats QAT twice
     assert "| tfmot QAT |" in text
     side = json.loads((models / "resnet8_full_int8.json").read_text())
     assert side["size_bytes"] == os.path.getsize(models / "resnet8_full_int8.tflite")

@@ -76,7 +76,33 @@ def test_survey_suite_smoke(tmp_path):
     assert survey.main(["--render", str(out), "--markdown", str(again)]) == 0
     assert "<!-- survey-suite:end -->" in again.read_text() and "Every pruned candidate" in again.read_text()
     eff = rows[0]["effkeras"]
+    # the smoke runs QAT twice (seeds 0, 1) and quotes the lower median, with both runs' range
+    assert len(eff["qat_accs"]) == 2 and eff["qat_acc"] == min(eff["qat_accs"]) and "2 runs)" in text
     if importlib.util.find_spec("tensorflow_model_optimization") is not None:  # the bench extra
         assert eff.get("tfmot_bytes", 0) > 0, eff.get("tfmot_error")
-        assert 0.0 <= eff["tfmot_acc"] <= 1.0
+        assert 0.0 <= eff["tfmot_acc"] <= 1.0 and len(eff["tfmot_accs"]) == 2
         assert "tensorflow-model-optimization" in text
+
+
+def test_median_run_and_spread():
+    import survey
+
+    runs = [{"acc": 0.8, "tflite": b"b"}, {"acc": 0.7, "tflite": b"a"}, {"acc": 0.9, "tflite": b"c"}]
+    m = survey.median_run(runs)
+    assert m["tflite"] == b"b" and m["accs"] == [0.7, 0.8, 0.9]
+    assert survey.median_run(runs[:2])["acc"] == 0.7  # even count: the lower median, a run that happened
+    assert survey.spread({"qat_acc": 0.8, "qat_accs": m["accs"]}, "qat_acc") == "80.00% (70.00-90.00, 3 runs)"
+    assert survey.spread({"qat_acc": 0.8}, "qat_acc") == "80.00%"
+    assert survey.spread({}, "qat_acc") == "-"
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_qat_repeats_must_be_positive(n, capsys):
+    import mcu
+    import survey
+
+    for mod in (survey, mcu):
+        with pytest.raises(SystemExit) as e:
+            mod.parse(["--qat-repeats", n])
+        assert e.value.code == 2
+        assert f"--qat-repeats must be 1 or more (QAT runs per model). Received: {n}" in capsys.readouterr().err
