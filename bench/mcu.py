@@ -72,6 +72,10 @@ CANDIDATES = (  # (stem, label, kind)
     ("prune_035", "full ResNet-8, channel-pruned 35% (effkeras.prune, stripped)", "half"),
     ("prune_05_last", "full ResNet-8, last stack channel-pruned 50% (layer_schedules, stripped)", "half"),
     ("prune_06_last", "full ResNet-8, last stack channel-pruned 60% (layer_schedules, stripped)", "half"),
+    ("distill_kl_12_22_42_kd14", "ResNet-8 12/22/42, labels, KL-distilled, then 14 more KL epochs (Adam 5e-4)",
+     "half"),
+    ("prune_06_last_kd12", "full ResNet-8, last stack channel-pruned 60%, then KL-distilled from the full one "
+     "12 epochs", "half"),
 )
 
 
@@ -365,6 +369,8 @@ def main(argv=None) -> int:
             "with LogitsDistillation's default loss, which is not a KL divergence (it scored below training on "
             "labels; see effkeras.distill); KL distillation (`distill_kl_12_22_42`, host CPU): effkeras.distill, "
             "T=4, student_loss_weight 0.5, warm-started from the label-trained 12/22/42 model, Adam 1e-3 cosine; "
+            "`_kdN` rows (`mcu_train.py --job kd:STEM`, host CPU): that saved model distilled again from the full "
+            "one the same way for N epochs; "
             "GPU pruning: PolynomialDecay to S over 8 of 10 epochs, Adam 5e-4.",
             f"- Host pruning (`--host-prune`): ConstantSparsity from step 0 (frequency 1), {args.host_prune_epochs} "
             f"epoch(s) on {args.host_prune_samples:,} augmented training images, Adam 5e-5, then strip_pruning; "
