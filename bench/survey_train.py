@@ -470,7 +470,11 @@ def parse(argv=None):
     p.add_argument("--teacher-order", choices=("relu_bn", "bn_relu"), default="relu_bn",
                    help="layer order of the teacher (bn_relu: a distilled student as teacher)")
     p.add_argument("--teacher-weights", help="distill jobs: teacher weights (default <out>/teacher.weights.h5)")
-    return parse_run_args(p, argv)
+    args = parse_run_args(p, argv)
+    if args.teacher_weights and not os.path.isfile(args.teacher_weights):  # not after minutes of pruning
+        p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
+                f"Received: {args.teacher_weights!r}")
+    return args
 
 
 def main(argv=None) -> int:

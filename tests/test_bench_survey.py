@@ -106,3 +106,18 @@ def test_qat_repeats_must_be_positive(n, capsys):
             mod.parse(["--qat-repeats", n])
         assert e.value.code == 2
         assert f"--qat-repeats must be 1 or more (QAT runs per model). Received: {n}" in capsys.readouterr().err
+
+
+def test_survey_train_checks_teacher_weights_first(tmp_path, capsys):
+    """A wrong --teacher-weights path stops at parse time, not after the pruning epochs."""
+    import survey_train
+
+    with pytest.raises(SystemExit) as e:
+        survey_train.parse(["--data", "random", "--out", str(tmp_path), "--job", "optimize:0.05:0.4",
+                            "--kd-epochs", "1", "--teacher-weights", "bkd_missing.weights.h5"])
+    assert e.value.code == 2
+    assert "--teacher-weights: no such file" in capsys.readouterr().err
+    (tmp_path / "t.weights.h5").write_bytes(b"")
+    args = survey_train.parse(["--data", "random", "--out", str(tmp_path), "--job", "distill:0.05",
+                               "--teacher-weights", str(tmp_path / "t.weights.h5")])
+    assert args.teacher_weights.endswith("t.weights.h5")
