@@ -71,9 +71,12 @@ CANDIDATES = (  # (stem, label, kind)
     ("prune_03", "full ResNet-8, channel-pruned 30% (effkeras.prune, stripped)", "half"),
     ("prune_035", "full ResNet-8, channel-pruned 35% (effkeras.prune, stripped)", "half"),
     ("prune_05_last", "full ResNet-8, last stack channel-pruned 50% (layer_schedules, stripped)", "half"),
+    ("prune_055_last", "full ResNet-8, last stack channel-pruned 55% (layer_schedules, stripped)", "half"),
     ("prune_06_last", "full ResNet-8, last stack channel-pruned 60% (layer_schedules, stripped)", "half"),
     ("distill_kl_12_22_42_kd14", "ResNet-8 12/22/42, labels, KL-distilled, then 14 more KL epochs (Adam 5e-4)",
      "half"),
+    ("prune_055_last_kd12", "full ResNet-8, last stack channel-pruned 55%, then KL-distilled from the full one "
+     "12 epochs", "half"),
     ("prune_06_last_kd12", "full ResNet-8, last stack channel-pruned 60%, then KL-distilled from the full one "
      "12 epochs", "half"),
 )
