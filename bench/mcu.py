@@ -9,10 +9,12 @@ Two halves:
 1. Training (``bench/mcu_train.py``, any Keras backend; the full run used JAX on a GPU):
    ResNet-8 16/32/64 and a narrower ResNet-8 (12/22/42, the half-size budget) on labels;
    the narrow one distilled from the full one; the full one channel-pruned with
-   ``effkeras.prune`` (``structure="channel"``, stripped).
+   ``effkeras.prune`` (``structure="channel"``, stripped); any of these distilled again
+   from the full one (``--job kd:STEM``, ``effkeras.distill``).
 2. This script (host, TensorFlow backend): rebuilds every model from its weights, converts
    it to int8 (``effkeras.convert.to_tflite``, 200 calibration images, int8 input and
-   output), optionally fine-tunes it with effkeras.quantize QAT (BN folded), evaluates each
+   output), optionally fine-tunes it with effkeras.quantize QAT (BN folded; ``--qat-repeats N``
+   runs it and tfmot's QAT N times and reports the median run), evaluates each
    .tflite with LiteRT on the CIFAR-10 JPEG test set, profiles params/MACs, measures the
    TFLM arena and the nano33ble estimate, writes a BENCHMARKS.md section and
    tflite_models/mcu/ entries.
