@@ -45,7 +45,7 @@ def test_mcu_suite_smoke(tmp_path):
     full = next(r for r in rows if r["stem"] == "full")
     assert full["macs"] == 12_501_632 and full["int8_bytes"] > 0
     assert any(r["stem"].endswith("+prune0.1") for r in rows)
-    # QAT ran for the QAT stems, and tfmot QAT of the same residual model beside it
+    # QAT ran for the smoke's QAT stem (full), and tfmot QAT of the same residual model beside it
     assert full["qat_bytes"] > 0 and 0 <= full["qat_acc"] <= 1
     assert full["tfmot_bytes"] > 0 and 0 <= full["tfmot_acc"] <= 1, full.get("tfmot_error")
     assert len(full["qat_accs"]) == len(full["tfmot_accs"]) == 2  # the smoke repeats QAT twice
