@@ -81,6 +81,8 @@ CANDIDATES = (  # (stem, label, kind)
      "12 epochs", "half"),
     ("prune_06_last_kd12", "full ResNet-8, last stack channel-pruned 60%, then KL-distilled from the full one "
      "12 epochs", "half"),
+    ("prune_055_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 epochs, then 14 "
+     "more (Adam 5e-4)", "half"),
 )
 
 
