@@ -48,6 +48,7 @@ from survey import (  # noqa: E402
     SELECTION_SAMPLES,
     _b,
     _pct,
+    effkeras_qat,
     evaluate,
     load_host_data,
     load_meta,
@@ -86,27 +87,10 @@ CANDIDATES = (  # (stem, label, kind)
 )
 
 
-def load_model(wdir: str, stem: str):
-    import keras
-
-    with open(os.path.join(wdir, f"{stem}.model.json")) as f:
-        model = keras.models.model_from_json(f.read())
-    model.load_weights(os.path.join(wdir, f"{stem}.weights.h5"))
-    return model
-
-
-def export_model(model):
-    """``model`` + softmax (the deployed model ends in probabilities)."""
-    import keras
-
-    return keras.Model(model.input, keras.layers.Softmax(name="softmax")(model.output),
-                       name=model.name + "_softmax")
-
-
 def int8_ptq(model, x_tr) -> bytes:
     from effkeras.convert import to_tflite
 
-    return to_tflite(export_model(model), quantize="int8",
+    return to_tflite(sm.with_softmax(model), quantize="int8",
                      representative_data=sm.scale(x_tr[:200]), io_dtype="int8", strip_names=True)
 
 
@@ -130,29 +114,6 @@ def host_prune(model, x_tr, y_tr, sparsity: float, samples: int, epochs: int, se
     return ep.strip_pruning(pruned)
 
 
-def int8_qat(model, x_tr, y_tr, samples: int, epochs: int, seed: int = 0) -> bytes:
-    """effkeras.quantize QAT (BN folded, calibrated on 500 images), ``epochs`` on ``samples``."""
-    import keras
-
-    import effkeras.callbacks
-    from effkeras.convert import to_tflite
-    from effkeras.quantize import quantize_model
-
-    keras.utils.set_random_seed(seed)  # each repeat (seed) shuffles differently, reproducibly
-    qat = quantize_model(export_model(model), fold_batchnorm=True,
-                         calibration_data=sm.scale(x_tr[:500]))
-    qat.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(x_tr))[:samples]
-    freeze = max(1, epochs - 1)
-    for e in range(epochs):
-        qat.fit(sm.scale(sm.augment(x_tr[idx], rng)), y_tr[idx], batch_size=128, epochs=e + 1,
-                initial_epoch=e, verbose=0,
-                callbacks=[effkeras.callbacks.FreezeBatchNorm(epoch=freeze),
-                           effkeras.callbacks.FreezeQuantRanges(epoch=freeze)])
-    return to_tflite(qat, quantize="int8", io_dtype="int8", strip_names=True)
-
-
 def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict | None:
     from effkeras.profiling import profile
 
@@ -160,7 +121,7 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
     if not os.path.isfile(os.path.join(wdir, f"{base}.weights.h5")):
         return None
     t = time.time()
-    model = load_model(wdir, base)
+    model = sm.load_saved(wdir, base)
     m = meta.get(base, {})
     row = {"stem": stem, "label": label, "kind": kind, "epochs": m.get("epochs"), "init": m.get("init"),
            "float_acc": m.get("float_test_accuracy")}
@@ -177,7 +138,7 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
     best, how, acc = ptq, "converter PTQ (200 img)", row["ptq_acc"]
     row["selection_acc"] = evaluate(ptq, *sel)
     if args.qat_epochs > 0 and stem in args.qat_stems:
-        q = repeated_qat(model, x_tr, y_tr, x_te, y_te, args, int8_qat)
+        q = repeated_qat(model, x_tr, y_tr, x_te, y_te, args, effkeras_qat)
         qat = q.pop("qat_tflite", None)
         row.update(q)
         if qat is not None and (qat_sel := evaluate(qat, *sel)) > row["selection_acc"]:

@@ -56,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
+from survey_models import load_saved  # noqa: E402
 from survey_train import (  # noqa: E402
     accuracy,
     cache_path,
@@ -157,21 +158,6 @@ def save_model(model, out, stem):
     model.save_weights(os.path.join(out, f"{stem}.weights.h5"))
     with open(os.path.join(out, f"{stem}.model.json"), "w") as f:
         f.write(model.to_json())
-
-
-def load_saved(out: str, stem: str):
-    """A model this script saved: ``<out>/<stem>.model.json`` + ``.weights.h5``."""
-    import keras
-
-    paths = [os.path.join(out, f"{stem}.{ext}") for ext in ("model.json", "weights.h5")]
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise SystemExit(f"kd:{stem}: no saved model {missing[0]}; give the stem of a model in --out "
-                         f"(a narrow, distill, prune or kd job's output). Received: {stem!r}")
-    with open(paths[0]) as f:
-        model = keras.models.model_from_json(f.read())
-    model.load_weights(paths[1])
-    return model
 
 
 def saved_record(out: str, stem: str) -> dict:

@@ -97,31 +97,26 @@ def load_meta(weights_dir: str) -> dict:
     return meta
 
 
-def load_stripped(weights_dir: str, stem: str):
-    import keras
+def effkeras_ptq(model, x_tr) -> bytes:
+    """effkeras.quantize PTQ with BN folding (calibrated on 500 images), int8 I/O."""
+    from effkeras.convert import to_tflite
+    from effkeras.quantize import quantize_model
 
-    with open(os.path.join(weights_dir, f"{stem}.model.json")) as f:
-        model = keras.models.model_from_json(f.read())
-    model.load_weights(os.path.join(weights_dir, f"{stem}.weights.h5"))
-    return model
+    ptq = quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
+    return to_tflite(ptq, quantize="int8", io_dtype="int8", strip_names=True)
 
 
-def effkeras_int8(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0):
-    """(ptq_bytes, qat_bytes or None): effkeras.quantize with BN folding, PTQ then QAT."""
+def effkeras_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> bytes:
+    """effkeras.quantize QAT with BN folding (calibrated on 500 images), ``qat_epochs`` on
+    ``qat_samples`` augmented training images chosen by ``seed``; int8 I/O."""
     import keras
 
     import effkeras.callbacks
     from effkeras.convert import to_tflite
     from effkeras.quantize import quantize_model
 
-    exp = sm.with_softmax(model)
-    calib = sm.scale(x_tr[:500])
-    ptq = quantize_model(exp, fold_batchnorm=True, calibration_data=calib)
-    ptq_bytes = to_tflite(ptq, quantize="int8", io_dtype="int8", strip_names=True)
-    if qat_epochs <= 0:
-        return ptq_bytes, None
     keras.utils.set_random_seed(seed)  # each repeat (seed) shuffles differently, reproducibly
-    qat = quantize_model(exp, fold_batchnorm=True, calibration_data=calib)
+    qat = quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
     qat.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss="sparse_categorical_crossentropy",
@@ -129,7 +124,7 @@ def effkeras_int8(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: in
     )
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x_tr))[:qat_samples]
-    freeze = max(1, qat_epochs - 1) if qat_epochs > 1 else 1
+    freeze = max(1, qat_epochs - 1)
     for e in range(qat_epochs):
         qat.fit(
             sm.scale(sm.augment(x_tr[idx], rng)), y_tr[idx], batch_size=128,
@@ -137,7 +132,7 @@ def effkeras_int8(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: in
             callbacks=[effkeras.callbacks.FreezeBatchNorm(epoch=freeze),
                        effkeras.callbacks.FreezeQuantRanges(epoch=freeze)],
         )
-    return ptq_bytes, to_tflite(qat, quantize="int8", io_dtype="int8", strip_names=True)
+    return to_tflite(qat, quantize="int8", io_dtype="int8", strip_names=True)
 
 
 SCOPES = ("all", "head")
@@ -198,8 +193,8 @@ def discover_candidates(wdir, meta, x_tr, y_tr, sel) -> list[dict]:
         stem = st.optimize_tag(src, float(job["sparsity"]), "distill", scope, kd) + "_float"
         if not os.path.isfile(os.path.join(wdir, f"{stem}.weights.h5")):
             continue
-        small = load_stripped(wdir, stem)
-        ptq_bytes, _ = effkeras_int8(small, x_tr, y_tr, 0, 0)
+        small = sm.load_saved(wdir, stem)
+        ptq_bytes = effkeras_ptq(small, x_tr)
         logits = small.predict(sm.scale(sel[0]), batch_size=500, verbose=0)
         out.append({
             "stem": stem, "source_width": src, "sparsity": float(job["sparsity"]), "scope": scope,
@@ -228,15 +223,14 @@ def finish_candidate(cand, wdir, x_tr, y_tr, x_te, y_te, sel, args) -> dict:
 
     if cand is None:
         return {}
-    small = load_stripped(wdir, cand["stem"])
+    small = sm.load_saved(wdir, cand["stem"])
     p_float = to_tflite(sm.with_softmax(small))
-    ptq_bytes, _ = effkeras_int8(small, x_tr, y_tr, 0, 0)
+    ptq_bytes = effkeras_ptq(small, x_tr)
     eff = {**cand, "label": describe(cand), "pruned_float_bytes": len(p_float),
            "pruned_float_acc": evaluate(p_float, x_te, y_te),
            "ptq_bytes": len(ptq_bytes), "ptq_acc": evaluate(ptq_bytes, x_te, y_te)}
     best, how, acc = ptq_bytes, "effkeras PTQ (BN folded)", eff["ptq_acc"]
-    q = repeated_qat(small, x_tr, y_tr, x_te, y_te, args,
-                     lambda m, x, y, n, e, seed: effkeras_int8(m, x, y, n, e, seed=seed)[1])
+    q = repeated_qat(small, x_tr, y_tr, x_te, y_te, args, effkeras_qat)
     qat_bytes = q.pop("qat_tflite", None)
     eff.update(q)
     if qat_bytes is not None and evaluate(qat_bytes, *sel) >= evaluate(ptq_bytes, *sel):
@@ -303,7 +297,7 @@ def met(survey, eff, size_key="int8_bytes") -> bool:
 
 def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> dict:
     """tfmot QAT of the same float (logits) model, on the same images as
-    :func:`effkeras_int8`, in a tf_keras child process (``bench/_tfmot_functional.py``, which
+    :func:`effkeras_qat`, in a tf_keras child process (``bench/_tfmot_functional.py``, which
     rebuilds the graph from ``model.get_config()`` and checks its logits). Returns
     ``{"tfmot_tflite": bytes}`` or ``{"tfmot_error": text}``."""
     import subprocess

@@ -99,6 +99,21 @@ def survey_cnn(
     return keras.Model(inp, out, name=name or f"survey_w{tag}_{order}")
 
 
+def load_saved(folder: str, stem: str):
+    """A model a training script saved: ``<folder>/<stem>.model.json`` + ``.weights.h5``."""
+    import keras
+
+    paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("model.json", "weights.h5")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise SystemExit(f"no saved model {missing[0]}; give the stem of a model saved in {folder} "
+                         f"(a training job's output). Received: {stem!r}")
+    with open(paths[0]) as f:
+        model = keras.models.model_from_json(f.read())
+    model.load_weights(paths[1])
+    return model
+
+
 def with_softmax(model):
     """``model`` followed by a softmax (the survey's models end in one)."""
     import keras
