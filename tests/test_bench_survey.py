@@ -121,3 +121,23 @@ def test_survey_train_checks_teacher_weights_first(tmp_path, capsys):
     args = survey_train.parse(["--data", "random", "--out", str(tmp_path), "--job", "distill:0.05",
                                "--teacher-weights", str(tmp_path / "t.weights.h5")])
     assert args.teacher_weights.endswith("t.weights.h5")
+
+
+def test_load_saved_names_the_bad_file(tmp_path):
+    """A corrupt architecture file or weights of another model stop with the file named."""
+    pytest.importorskip("keras")
+    import keras
+    import survey_models as sm
+
+    (tmp_path / "empty.model.json").write_text("")
+    (tmp_path / "empty.weights.h5").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"empty.model.json is not a Keras model architecture.*Received: 'empty'"):
+        sm.load_saved(str(tmp_path), "empty")
+    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    big = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    (tmp_path / "m.model.json").write_text(small.to_json())
+    big.save_weights(str(tmp_path / "m.weights.h5"))
+    with pytest.raises(SystemExit, match=r"m.weights.h5 does not hold the weights of .*Received: 'm'"):
+        sm.load_saved(str(tmp_path), "m")
+    small.save_weights(str(tmp_path / "m.weights.h5"))
+    assert sm.load_saved(str(tmp_path), "m").count_params() == small.count_params()
