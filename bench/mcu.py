@@ -114,6 +114,33 @@ def host_prune(model, x_tr, y_tr, sparsity: float, samples: int, epochs: int, se
     return ep.strip_pruning(pruned)
 
 
+def training_steps(record: dict, meta: dict) -> list[str]:
+    """What made a saved model, oldest step first, from the training jobs' JSON records
+    (``kd`` records carry their source's record; ``prune`` jobs start from ``full``)."""
+    if not record:
+        return []
+    job = str(record.get("job", "?"))
+    kind = job.partition(":")[0]
+    ep = record.get("epochs")
+    lr = f", Adam {record['lr']:g} cosine" if record.get("lr") else ""
+    if kind in ("full", "narrow"):
+        return [f"{job}: {ep} epochs on labels{lr}"]
+    if kind == "prune":
+        scope = "last stack" if record.get("scope") == "last" else "every conv"
+        return training_steps(meta.get("full", {}), {}) + [
+            f"{job}: {scope} channel-pruned to {record.get('sparsity', 0):.0%} with effkeras.prune, {ep} epochs, "
+            "stripped"]
+    teacher = (f"the survey CNN at width {record['teacher_width']:g}" if record.get("teacher_width")
+               else "the full ResNet-8")
+    kl = {"kl": "effkeras.distill KL", "keras_default": "keras.distillation's default loss"}.get(
+        record.get("distill_loss"), "distilled (loss not recorded)")
+    temp = f", T={record['temperature']:g}" if record.get("temperature") else ""
+    before = training_steps(record["source"], meta) if record.get("source") else []
+    if record.get("init"):
+        before = training_steps(meta.get(os.path.basename(record["init"]).replace(".weights.h5", ""), {}), meta)
+    return before + [f"{job}: {kl} from {teacher}{temp}, {ep} epochs{lr}"]
+
+
 def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict | None:
     from effkeras.profiling import profile
 
@@ -124,7 +151,7 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
     model = sm.load_saved(wdir, base)
     m = meta.get(base, {})
     row = {"stem": stem, "label": label, "kind": kind, "epochs": m.get("epochs"), "init": m.get("init"),
-           "float_acc": m.get("float_test_accuracy")}
+           "float_acc": m.get("float_test_accuracy"), "steps": training_steps(m, meta)}
     if sparsity:
         model = host_prune(model, x_tr, y_tr, float(sparsity), args.host_prune_samples, args.host_prune_epochs)
         logits = model.predict(sm.scale(x_te), batch_size=500, verbose=0)
@@ -221,11 +248,11 @@ def write_models(rows, folder: str, info) -> list[str]:
             "suite": "mcu",
             "command": info["command"],
             "mode": info["mode"],
-            "recipe": (f"{r['label']}; MLPerf Tiny ResNet-8 layout, Conv->BN->ReLU, L2 1e-4; augmentation "
-                       f"(flip, translate 3 px); {r['epochs']} epochs, batch 128, "
-                       + (f"Adam 1e-3 cosine decay, warm-started from {os.path.basename(r['init'])} "
-                          if r.get("init") else "Adam 2e-3 cosine decay ")
-                       + f"({info['training']}); {r['int8_method']}"),
+            "recipe": (f"{r['label']}; MLPerf Tiny ResNet-8 layout, Conv->BN->ReLU, L2 1e-4; every step with "
+                       "augmentation (flip, translate 3 px), batch 128; "
+                       + (f"steps: {' -> '.join(r['steps'])}; " if r.get("steps") else "")
+                       + f"int8: {r['int8_method']}; how each step ran: see command"),
+            "training_steps": r.get("steps") or [],
             "dataset": "CIFAR-10 JPEG (../shared/data/cifar10_jpg), inputs scaled to [-1, 1]",
             "accuracy": round(r["int8_acc"], 4),
             "test_samples": info["test_samples"],

@@ -33,6 +33,12 @@ Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
   stripped pruned one) distilled again from ``full`` for ``--epochs`` (``effkeras.distill``, KL);
   saves ``STEM_kdN`` beside it, with the source's record under ``"source"``.
 
+``distill`` and ``kd`` jobs learn from ``full`` (``<out>/full.weights.h5``) unless
+``--teacher-width W --teacher-weights PATH`` names another teacher: the survey CNN at width W
+(``survey_models.survey_cnn``, ``--teacher-order``, e.g. the survey suite's distilled width-1.0
+model, 3 points above the full ResNet-8). ``kd`` then saves ``STEM_kdN_wTAG`` (TAG: W without
+the dot), so the two teachers' students sit side by side.
+
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
 weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
 that really ran.
@@ -62,6 +68,7 @@ from survey_train import (  # noqa: E402
     cache_path,
     fit_epochs,
     job_name,
+    load_teacher,
     make_distiller,
     parse_run_args,
     wait_all,
@@ -169,6 +176,29 @@ def saved_record(out: str, stem: str) -> dict:
         return {k: v for k, v in json.load(f).items() if k != "log"}
 
 
+def teacher_model(args, info: dict):
+    """The distillation teacher: ``full`` of this folder, or the survey CNN given by
+    ``--teacher-width/-order/-weights``; recorded in ``info``."""
+    path = args.teacher_weights or os.path.join(args.out, "full.weights.h5")
+    try:
+        if args.teacher_width is not None:
+            return load_teacher(args, info)
+        teacher = resnet8(FULL_WIDTHS)
+        teacher.load_weights(path)
+    except (ValueError, OSError) as exc:
+        what = (f"the survey CNN at width {args.teacher_width:g} ({args.teacher_order})"
+                if args.teacher_width is not None else "the full ResNet-8 16/32/64")
+        raise SystemExit(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
+                         f"check --teacher-width/--teacher-order. Received: --teacher-weights {path!r}") from None
+    info.update(teacher="resnet8_16_32_64", teacher_weights=args.teacher_weights or "full.weights.h5")
+    return teacher
+
+
+def teacher_tag(args) -> str:
+    """The suffix of a ``kd`` job's output for a survey-CNN teacher ('' for ``full``)."""
+    return "" if args.teacher_width is None else "_w" + f"{args.teacher_width:g}".replace(".", "")
+
+
 def run_job(args) -> dict:
     import keras
 
@@ -180,7 +210,8 @@ def run_job(args) -> dict:
     log: list[dict] = []
     n = len(xtr)
     info = {"job": args.job, "backend": keras.backend.backend(), "batch": BATCH,
-            "train_samples": int(n), "test_samples": int(len(xte)), "epochs_requested": args.epochs}
+            "train_samples": int(n), "test_samples": int(len(xte)), "epochs_requested": args.epochs,
+            "lr": args.prune_lr if kind == "prune" else args.lr}
     if kind in ("full", "narrow"):
         widths = FULL_WIDTHS if kind == "full" else parse_widths(rest)
         model = resnet8(widths)
@@ -189,8 +220,8 @@ def run_job(args) -> dict:
         info.update(widths=list(widths), params=int(model.count_params()))
     elif kind == "distill":
         widths = parse_widths(rest)
-        teacher = resnet8(FULL_WIDTHS)
-        teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
+        teacher = teacher_model(args, info)
+        name += teacher_tag(args)
         model = resnet8(widths)
         distiller = make_distiller(teacher, model, args, info)
         distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
@@ -227,14 +258,13 @@ def run_job(args) -> dict:
         model = load_saved(args.out, rest)
         info["source"] = saved_record(args.out, rest)
         info["source_float_accuracy"] = accuracy(model, xte, yte)
-        teacher = resnet8(FULL_WIDTHS)
-        teacher.load_weights(os.path.join(args.out, "full.weights.h5"))
+        teacher = teacher_model(args, info)
         distiller = make_distiller(teacher, model, args, info)
         distiller.compile(optimizer=optimizer(args.lr, args.epochs, n),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed + 3, log=log)
         info.update(params=int(model.count_params()), teacher_float_accuracy=accuracy(teacher, xte, yte))
-        name = f"{job_name(rest)}_kd{info['epochs']}"
+        name = f"{job_name(rest)}_kd{info['epochs']}{teacher_tag(args)}"
     else:
         raise SystemExit(f"unknown job {args.job!r}")
     save_model(model, args.out, name)
@@ -256,6 +286,10 @@ def spawn(args, job, deadline):
            "--prune-epochs", str(args.prune_epochs), "--lr", str(args.lr),
            "--prune-lr", str(args.prune_lr), "--temperature", str(args.temperature),
            "--student-loss-weight", str(args.student_loss_weight)]
+    if args.teacher_width is not None:
+        cmd += ["--teacher-width", str(args.teacher_width), "--teacher-order", args.teacher_order]
+    if args.teacher_weights:
+        cmd += ["--teacher-weights", args.teacher_weights]
     if deadline is not None:
         cmd += ["--deadline", str(deadline)]
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
@@ -295,7 +329,27 @@ def parse(argv=None):
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student-loss-weight", type=float, default=0.5)
     p.add_argument("--phase1-share", type=float, default=0.55)
-    return parse_run_args(p, argv)
+    p.add_argument("--teacher-width", type=float,
+                   help="distill/kd jobs: a survey CNN of this width as teacher (default: the full ResNet-8)")
+    p.add_argument("--teacher-order", choices=("relu_bn", "bn_relu"), default="bn_relu",
+                   help="layer order of the survey-CNN teacher (bn_relu: the survey suite's distilled models)")
+    p.add_argument("--teacher-weights", help="distill/kd jobs: the teacher's .weights.h5 "
+                   "(default <out>/full.weights.h5; required with --teacher-width)")
+    args = parse_run_args(p, argv)
+    if args.teacher_weights and not os.path.isfile(args.teacher_weights):  # not after minutes of training
+        p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
+                f"Received: {args.teacher_weights!r}")
+    if args.teacher_width is not None and not args.teacher_weights:
+        p.error(f"--teacher-width needs --teacher-weights (the survey CNN's trained weights). "
+                f"Received: --teacher-width {args.teacher_width:g}")
+    if args.teacher_width is not None and args.teacher_width <= 0:
+        p.error(f"--teacher-width must be positive. Received: {args.teacher_width:g}")
+    kind = (args.job or "").partition(":")[0]
+    full = os.path.join(args.out, "full.weights.h5")
+    if kind in ("distill", "kd") and not args.teacher_weights and not os.path.isfile(full):
+        p.error(f"{args.job}: the teacher {full} does not exist; run --job full first or give "
+                f"--teacher-weights. Received: --out {args.out!r}")
+    return args
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ tflite_models/mcu entries into a temporary folder. No ../shared data is needed.
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -53,6 +54,7 @@ def test_mcu_suite_smoke(tmp_path):
     side = json.loads((models / "resnet8_full_int8.json").read_text())
     assert side["size_bytes"] == os.path.getsize(models / "resnet8_full_int8.tflite")
     assert side["arena_bytes"] and side["arena_bytes"] > 0 and side["suite"] == "mcu"
+    assert side["training_steps"] and "full: 1 epochs on labels" in side["training_steps"][0]
     for key in ("name", "command", "mode", "recipe", "dataset", "accuracy", "test_samples",
                 "nano33ble_estimate_ms", "io"):
         assert key in side
@@ -79,3 +81,68 @@ def test_kd_job_distills_a_saved_model_again(tmp_path):
     assert any(changed)  # it trained, and the source's files were left as they were
     with pytest.raises(SystemExit, match="no saved model .*Received: 'nope'"):
         mt.run_job(mt.parse(common + ["--job", "kd:nope"]))
+
+
+def test_kd_job_learns_from_a_survey_cnn_teacher(tmp_path):
+    """``--teacher-width W --teacher-weights PATH``: a kd job distills from the survey CNN at W
+    instead of ``full``, records that teacher and saves ``STEM_kdN_wTAG`` beside ``STEM_kdN``."""
+    pytest.importorskip("tensorflow")
+    import mcu_train as mt
+    import survey_models as sm
+
+    common = ["--data", "random", "--out", str(tmp_path), "--epochs", "1",
+              "--limit-train", "128", "--limit-test", "32"]
+    mt.run_job(mt.parse(common + ["--job", "narrow:4/4/4"]))
+    wide = tmp_path / "survey_05.weights.h5"
+    sm.survey_cnn(0.05, order="bn_relu").save_weights(str(wide))
+    teacher = ["--teacher-width", "0.05", "--teacher-weights", str(wide)]
+    info = mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4"] + teacher))
+    assert info["teacher_width"] == 0.05 and info["teacher_order"] == "bn_relu"
+    assert info["teacher_weights"] == str(wide) and info["epochs"] == 1
+    assert (tmp_path / "narrow_4_4_4_kd1_w005.weights.h5").is_file()
+    assert not (tmp_path / "narrow_4_4_4_kd1.weights.h5").exists()
+    # a teacher of the wrong shape stops naming the file, before any training
+    with pytest.raises(SystemExit, match="does not hold the weights of the survey CNN at width 0.5"):
+        mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4", "--teacher-width", "0.5",
+                                      "--teacher-weights", str(wide)]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teacher-width", "1.0"], "--teacher-width needs --teacher-weights"),
+    (["--teacher-weights", "nope.weights.h5"], "--teacher-weights: no such file"),
+    (["--teacher-width", "0", "--teacher-weights", __file__], "--teacher-width must be positive"),
+    ([], "the teacher .*full.weights.h5 does not exist"),
+])
+def test_teacher_options_are_checked_before_training(tmp_path, capsys, extra, message):
+    import mcu_train as mt
+
+    with pytest.raises(SystemExit) as exc:
+        mt.parse(["--data", "random", "--out", str(tmp_path), "--job", "kd:narrow_4_4_4"] + extra)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_sidecar_training_steps_follow_the_lineage():
+    """A distilled-again pruned model's recipe lists every step with its own epochs and
+    teacher, not the last job's epochs under the full model's optimizer."""
+    import mcu
+
+    full = {"job": "full", "epochs": 35}
+    pruned = {"job": "prune:0.55:last", "epochs": 6, "sparsity": 0.55, "scope": "last", "lr": 5e-4}
+    kd = {"job": "kd:prune_055_last", "epochs": 12, "distill_loss": "kl", "temperature": 4.0, "lr": 1e-3,
+          "source": pruned}
+    kd2 = {"job": "kd:prune_055_last_kd12", "epochs": 14, "distill_loss": "kl", "temperature": 4.0,
+           "lr": 5e-4, "teacher_width": 1.0, "source": kd}
+    steps = mcu.training_steps(kd2, {"full": full})
+    assert steps == [
+        "full: 35 epochs on labels",
+        "prune:0.55:last: last stack channel-pruned to 55% with effkeras.prune, 6 epochs, stripped",
+        "kd:prune_055_last: effkeras.distill KL from the full ResNet-8, T=4, 12 epochs, Adam 0.001 cosine",
+        "kd:prune_055_last_kd12: effkeras.distill KL from the survey CNN at width 1, T=4, 14 epochs, "
+        "Adam 0.0005 cosine",
+    ]
+    assert mcu.training_steps({}, {}) == []
+    old = {"job": "distill:12/22/42", "epochs": 14, "init": "narrow_12_22_42.weights.h5"}
+    assert mcu.training_steps(old, {"narrow_12_22_42": {"job": "narrow:12/22/42", "epochs": 35}}) == [
+        "narrow:12/22/42: 35 epochs on labels",
+        "distill:12/22/42: distilled (loss not recorded) from the full ResNet-8, 14 epochs"]
