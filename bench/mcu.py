@@ -10,7 +10,8 @@ Two halves:
    ResNet-8 16/32/64 and a narrower ResNet-8 (12/22/42, the half-size budget) on labels;
    the narrow one distilled from the full one; the full one channel-pruned with
    ``effkeras.prune`` (``structure="channel"``, stripped); any of these distilled again
-   from the full one (``--job kd:STEM``, ``effkeras.distill``).
+   from the full one (``--job kd:STEM``, ``effkeras.distill``) or from a wider teacher,
+   the survey suite's distilled width-1.0 CNN (``--teacher-width 1.0 --teacher-weights``).
 2. This script (host, TensorFlow backend): rebuilds every model from its weights, converts
    it to int8 (``effkeras.convert.to_tflite``, 200 calibration images, int8 input and
    output), optionally fine-tunes it with effkeras.quantize QAT (BN folded; ``--qat-repeats N``
@@ -44,6 +45,7 @@ sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
+from _usage import run_main  # noqa: E402
 from survey import (  # noqa: E402
     SELECTION_SAMPLES,
     _b,
@@ -84,6 +86,10 @@ CANDIDATES = (  # (stem, label, kind)
      "12 epochs", "half"),
     ("prune_055_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 epochs, then 14 "
      "more (Adam 5e-4)", "half"),
+    ("prune_055_last_kd12_kd14_w10", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 epochs, then 14 "
+     "more from the survey suite's width-1.0 CNN (Adam 5e-4)", "half"),
+    ("prune_055_last_kd12_kd14_kd12_w10", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 + 14 "
+     "epochs, then 12 more from the survey suite's width-1.0 CNN (Adam 5e-4)", "half"),
 )
 
 
@@ -365,7 +371,9 @@ def main(argv=None) -> int:
             "labels; see effkeras.distill); KL distillation (`distill_kl_12_22_42`, host CPU): effkeras.distill, "
             "T=4, student_loss_weight 0.5, warm-started from the label-trained 12/22/42 model, Adam 1e-3 cosine; "
             "`_kdN` rows (`mcu_train.py --job kd:STEM`, host CPU): that saved model distilled again from the full "
-            "one the same way for N epochs; "
+            "one the same way for N epochs; `_kdN_w10` rows: the same from the survey suite's distilled width-1.0 "
+            "CNN (`--teacher-width 1.0 --teacher-weights build/survey/weights/distill_10.weights.h5`, 1.34M "
+            "params, 84.85% float on this test set, vs 81.84% for the full ResNet-8); "
             "GPU pruning: PolynomialDecay to S over 8 of 10 epochs, Adam 5e-4.",
             f"- Host pruning (`--host-prune`): ConstantSparsity from step 0 (frequency 1), {args.host_prune_epochs} "
             f"epoch(s) on {args.host_prune_samples:,} augmented training images, Adam 5e-5, then strip_pruning; "
@@ -406,4 +414,4 @@ def _build_dir() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

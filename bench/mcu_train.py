@@ -62,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
+from _usage import BadInput, run_main  # noqa: E402
 from survey_models import load_saved  # noqa: E402
 from survey_train import (  # noqa: E402
     accuracy,
@@ -188,7 +189,7 @@ def teacher_model(args, info: dict):
     except (ValueError, OSError) as exc:
         what = (f"the survey CNN at width {args.teacher_width:g} ({args.teacher_order})"
                 if args.teacher_width is not None else "the full ResNet-8 16/32/64")
-        raise SystemExit(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
+        raise BadInput(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
                          f"check --teacher-width/--teacher-order. Received: --teacher-weights {path!r}") from None
     info.update(teacher="resnet8_16_32_64", teacher_weights=args.teacher_weights or "full.weights.h5")
     return teacher
@@ -245,7 +246,7 @@ def run_job(args) -> dict:
             convs = [la for la in model.layers if la.__class__.__name__ == "Conv2D"]
             per_layer = {c.name: (schedule if c.filters == FULL_WIDTHS[-1] else None) for c in convs}
         elif scope:
-            raise SystemExit(f"prune scope must be empty or 'last'. Received: {scope!r}")
+            raise BadInput(f"prune scope must be empty or 'last'. Received: {scope!r}")
         pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channel",
                                         layer_schedules=per_layer)
         ce_compile(pruned, args.prune_lr, args.prune_epochs, n)
@@ -266,7 +267,7 @@ def run_job(args) -> dict:
         info.update(params=int(model.count_params()), teacher_float_accuracy=accuracy(teacher, xte, yte))
         name = f"{job_name(rest)}_kd{info['epochs']}{teacher_tag(args)}"
     else:
-        raise SystemExit(f"unknown job {args.job!r}")
+        raise BadInput(f"unknown job {args.job!r}")
     save_model(model, args.out, name)
     info["float_test_accuracy"] = accuracy(model, xte, yte)
     info["seconds"] = round(time.time() - t0, 1)
@@ -362,4 +363,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

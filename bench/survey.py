@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
+from _usage import BadInput, run_main  # noqa: E402
 
 
 def tag(width: float) -> str:
@@ -550,7 +551,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.render:
         if not os.path.isfile(args.render):
-            raise SystemExit(f"--render needs the --json file of an earlier run. Received: {args.render!r}")
+            raise BadInput(f"--render needs the --json file of an earlier run. Received: {args.render!r}")
         with open(args.render) as f:
             saved = json.load(f)
         md = markdown(saved["rows"], saved["info"])
@@ -617,4 +618,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

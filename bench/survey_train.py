@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
+from _usage import BadInput, run_main  # noqa: E402
 
 BATCH = 128
 
@@ -197,7 +198,7 @@ def run_job(args) -> dict:
         info.update(extra)
         info.update(width=width, sparsity=sparsity, source=source, scope=scope)
     else:
-        raise SystemExit(f"unknown job {args.job!r}")
+        raise BadInput(f"unknown job {args.job!r}")
     info["float_test_accuracy"] = accuracy(model, xte, yte)
     info["seconds"] = round(time.time() - t0, 1)
     info["log"] = log
@@ -232,9 +233,9 @@ def scope_schedules(model, scope: str, make_schedule) -> dict | None:
     if scope.startswith("per-"):
         values = [float(v) for v in scope[4:].split("-")]
         if len(values) != len(names):
-            raise SystemExit(f"scope {scope!r} needs {len(names)} sparsities (6 convs, hidden Dense); got {len(values)}")
+            raise BadInput(f"scope {scope!r} needs {len(names)} sparsities (6 convs, hidden Dense); got {len(values)}")
         return {n: (make_schedule(v) if v > 0 else None) for n, v in zip(names, values, strict=True)}
-    raise SystemExit(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
+    raise BadInput(f"scope must be 'all', 'head' or 'per-S1-...-S7'. Received: {scope!r}")
 
 
 def make_distiller(teacher, student, args, info: dict):
@@ -487,4 +488,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

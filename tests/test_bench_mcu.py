@@ -146,3 +146,17 @@ def test_sidecar_training_steps_follow_the_lineage():
     assert mcu.training_steps(old, {"narrow_12_22_42": {"job": "narrow:12/22/42", "epochs": 35}}) == [
         "narrow:12/22/42: 35 epochs on labels",
         "distill:12/22/42: distilled (loss not recorded) from the full ResNet-8, 14 epochs"]
+
+
+def test_bad_input_exits_2_with_the_message(tmp_path):
+    """A bench script's bad input (here a saved model that does not exist) ends with exit
+    status 2 and the message on stderr, as argparse's usage errors, not status 1."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "mcu_train.py"), "--data", "random", "--out", str(tmp_path),
+         "--job", "kd:nope", "--teacher-weights", __file__, "--limit-train", "8", "--limit-test", "8"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert re.search(r"mcu_train.py: error: no saved model .*nope.model.json.*Received: 'nope'", proc.stderr)
+    assert "Traceback" not in proc.stderr
