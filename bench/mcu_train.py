@@ -179,25 +179,39 @@ def saved_record(out: str, stem: str) -> dict:
 
 def teacher_model(args, info: dict):
     """The distillation teacher: ``full`` of this folder, or the survey CNN given by
-    ``--teacher-width/-order/-weights``; recorded in ``info``."""
+    ``--teacher-width/-order/-weights``, or (``--teacher-ensemble``) the mean of both's
+    logits; recorded in ``info``."""
+    import keras
+
     path = args.teacher_weights or os.path.join(args.out, "full.weights.h5")
+    full_path = os.path.join(args.out, "full.weights.h5")
     try:
-        if args.teacher_width is not None:
-            return load_teacher(args, info)
+        survey = load_teacher(args, info) if args.teacher_width is not None else None
+        if survey is not None and not args.teacher_ensemble:
+            return survey
+        path = full_path if survey is not None else path
         teacher = resnet8(FULL_WIDTHS)
         teacher.load_weights(path)
     except (ValueError, OSError) as exc:
         what = (f"the survey CNN at width {args.teacher_width:g} ({args.teacher_order})"
-                if args.teacher_width is not None else "the full ResNet-8 16/32/64")
+                if args.teacher_width is not None and path != full_path else "the full ResNet-8 16/32/64")
         raise BadInput(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
-                         f"check --teacher-width/--teacher-order. Received: --teacher-weights {path!r}") from None
-    info.update(teacher="resnet8_16_32_64", teacher_weights=args.teacher_weights or "full.weights.h5")
-    return teacher
+                       f"check --teacher-width/--teacher-order. Received: --teacher-weights {path!r}") from None
+    if survey is None:
+        info.update(teacher="resnet8_16_32_64", teacher_weights=args.teacher_weights or "full.weights.h5")
+        return teacher
+    inp = keras.Input((32, 32, 3), name="image")
+    mean = keras.layers.Average(name="mean_logits")([teacher(inp), survey(inp)])
+    info.update(teacher_ensemble=["resnet8_16_32_64 (full.weights.h5)", f"survey CNN w{args.teacher_width:g}"])
+    return keras.Model(inp, mean, name="teacher_ensemble")
 
 
 def teacher_tag(args) -> str:
-    """The suffix of a ``kd`` job's output for a survey-CNN teacher ('' for ``full``)."""
-    return "" if args.teacher_width is None else "_w" + f"{args.teacher_width:g}".replace(".", "")
+    """The suffix of a ``kd`` job's output for a survey-CNN teacher ('' for ``full``), with
+    ``full`` added for the ensemble of both."""
+    if args.teacher_width is None:
+        return ""
+    return "_w" + str(float(args.teacher_width)).replace(".", "") + ("full" if args.teacher_ensemble else "")
 
 
 def run_job(args) -> dict:
@@ -291,6 +305,8 @@ def spawn(args, job, deadline):
         cmd += ["--teacher-width", str(args.teacher_width), "--teacher-order", args.teacher_order]
     if args.teacher_weights:
         cmd += ["--teacher-weights", args.teacher_weights]
+    if args.teacher_ensemble:
+        cmd += ["--teacher-ensemble"]
     if deadline is not None:
         cmd += ["--deadline", str(deadline)]
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
@@ -336,7 +352,12 @@ def parse(argv=None):
                    help="layer order of the survey-CNN teacher (bn_relu: the survey suite's distilled models)")
     p.add_argument("--teacher-weights", help="distill/kd jobs: the teacher's .weights.h5 "
                    "(default <out>/full.weights.h5; required with --teacher-width)")
+    p.add_argument("--teacher-ensemble", action="store_true",
+                   help="with --teacher-width: teach with the mean of the survey CNN's and the full ResNet-8's logits")
     args = parse_run_args(p, argv)
+    if args.teacher_ensemble and args.teacher_width is None:
+        p.error("--teacher-ensemble averages the survey CNN (--teacher-width, --teacher-weights) with the full "
+                "ResNet-8; give --teacher-width. Received: --teacher-ensemble alone")
     if args.teacher_weights and not os.path.isfile(args.teacher_weights):  # not after minutes of training
         p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
                 f"Received: {args.teacher_weights!r}")
@@ -347,7 +368,7 @@ def parse(argv=None):
         p.error(f"--teacher-width must be positive. Received: {args.teacher_width:g}")
     kind = (args.job or "").partition(":")[0]
     full = os.path.join(args.out, "full.weights.h5")
-    if kind in ("distill", "kd") and not args.teacher_weights and not os.path.isfile(full):
+    if kind in ("distill", "kd") and (args.teacher_ensemble or not args.teacher_weights) and not os.path.isfile(full):
         p.error(f"{args.job}: the teacher {full} does not exist; run --job full first or give "
                 f"--teacher-weights. Received: --out {args.out!r}")
     return args

@@ -101,6 +101,11 @@ def test_kd_job_learns_from_a_survey_cnn_teacher(tmp_path):
     assert info["teacher_weights"] == str(wide) and info["epochs"] == 1
     assert (tmp_path / "narrow_4_4_4_kd1_w005.weights.h5").is_file()
     assert not (tmp_path / "narrow_4_4_4_kd1.weights.h5").exists()
+    # --teacher-ensemble: the mean of the survey CNN's and the full ResNet-8's logits
+    mt.run_job(mt.parse(common + ["--job", "full"]))
+    info = mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4", "--teacher-ensemble"] + teacher))
+    assert info["teacher_ensemble"][0].startswith("resnet8_16_32_64") and info["teacher_width"] == 0.05
+    assert (tmp_path / "narrow_4_4_4_kd1_w005full.weights.h5").is_file()
     # a teacher of the wrong shape stops naming the file, before any training
     with pytest.raises(SystemExit, match="does not hold the weights of the survey CNN at width 0.5"):
         mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4", "--teacher-width", "0.5",
@@ -109,6 +114,9 @@ def test_kd_job_learns_from_a_survey_cnn_teacher(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--teacher-width", "1.0"], "--teacher-width needs --teacher-weights"),
+    (["--teacher-ensemble"], "--teacher-ensemble averages .*give --teacher-width"),
+    (["--teacher-ensemble", "--teacher-width", "1", "--teacher-weights", __file__],
+     "the teacher .*full.weights.h5 does not exist"),
     (["--teacher-weights", "nope.weights.h5"], "--teacher-weights: no such file"),
     (["--teacher-width", "0", "--teacher-weights", __file__], "--teacher-width must be positive"),
     ([], "the teacher .*full.weights.h5 does not exist"),
