@@ -90,6 +90,10 @@ CANDIDATES = (  # (stem, label, kind)
      "more from the survey suite's width-1.0 CNN (Adam 5e-4)", "half"),
     ("prune_055_last_kd12_kd14_kd12_w10", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 + 14 "
      "epochs, then 12 more from the survey suite's width-1.0 CNN (Adam 5e-4)", "half"),
+    ("prune_055_last_kd12_kd14_w10full", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 epochs, then "
+     "14 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
+    ("prune_055_last_kd12_kd14_kd12_w10full", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 + 14 "
+     "epochs, then 12 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
 )
 
 
@@ -373,7 +377,8 @@ def main(argv=None) -> int:
             "`_kdN` rows (`mcu_train.py --job kd:STEM`, host CPU): that saved model distilled again from the full "
             "one the same way for N epochs; `_kdN_w10` rows: the same from the survey suite's distilled width-1.0 "
             "CNN (`--teacher-width 1.0 --teacher-weights build/survey/weights/distill_10.weights.h5`, 1.34M "
-            "params, 84.85% float on this test set, vs 81.84% for the full ResNet-8); "
+            "params, 84.85% float on this test set, vs 81.84% for the full ResNet-8); `_w10full` rows: from the "
+            "mean of both teachers' logits (`--teacher-ensemble`); "
             "GPU pruning: PolynomialDecay to S over 8 of 10 epochs, Adam 5e-4.",
             f"- Host pruning (`--host-prune`): ConstantSparsity from step 0 (frequency 1), {args.host_prune_epochs} "
             f"epoch(s) on {args.host_prune_samples:,} augmented training images, Adam 5e-5, then strip_pruning; "
