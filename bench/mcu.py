@@ -142,6 +142,8 @@ def training_steps(record: dict, meta: dict) -> list[str]:
             "stripped"]
     teacher = (f"the survey CNN at width {record['teacher_width']:g}" if record.get("teacher_width")
                else "the full ResNet-8")
+    if record.get("teacher_ensemble"):
+        teacher = f"the mean logits of the full ResNet-8 and {teacher}"
     kl = {"kl": "effkeras.distill KL", "keras_default": "keras.distillation's default loss"}.get(
         record.get("distill_loss"), "distilled (loss not recorded)")
     temp = f", T={record['temperature']:g}" if record.get("temperature") else ""

@@ -150,6 +150,10 @@ def test_sidecar_training_steps_follow_the_lineage():
         "Adam 0.0005 cosine",
     ]
     assert mcu.training_steps({}, {}) == []
+    both = dict(kd2, teacher_ensemble=["resnet8_16_32_64", "survey CNN w1"], source={})
+    assert mcu.training_steps(both, {}) == [
+        "kd:prune_055_last_kd12: effkeras.distill KL from the mean logits of the full ResNet-8 and the survey "
+        "CNN at width 1, T=4, 14 epochs, Adam 0.0005 cosine"]
     old = {"job": "distill:12/22/42", "epochs": 14, "init": "narrow_12_22_42.weights.h5"}
     assert mcu.training_steps(old, {"narrow_12_22_42": {"job": "narrow:12/22/42", "epochs": 35}}) == [
         "narrow:12/22/42: 35 epochs on labels",
