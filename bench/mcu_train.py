@@ -31,7 +31,8 @@ Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
   last stack's convolutions (most of the weights), through ``layer_schedules``.
 - ``kd:STEM``: any saved model of this folder (``STEM.model.json`` + ``STEM.weights.h5``, e.g. a
   stripped pruned one) distilled again from ``full`` for ``--epochs`` (``effkeras.distill``, KL);
-  saves ``STEM_kdN`` beside it, with the source's record under ``"source"``.
+  saves ``STEM_kdN`` beside it, with the source's record under ``"source"`` (``STEM_kdN_sK``
+  for ``--seed K``: a repeated run beside the first).
 
 ``distill`` and ``kd`` jobs learn from ``full`` (``<out>/full.weights.h5``) unless
 ``--teacher-width W --teacher-weights PATH`` names another teacher: the survey CNN at width W
@@ -279,7 +280,8 @@ def run_job(args) -> dict:
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         info["epochs"] = fit_epochs(distiller, xtr, ytr, args.epochs, args.deadline, args.seed + 3, log=log)
         info.update(params=int(model.count_params()), teacher_float_accuracy=accuracy(teacher, xte, yte))
-        name = f"{job_name(rest)}_kd{info['epochs']}{teacher_tag(args)}"
+        # a repeat with another --seed sits beside the seed-0 run instead of replacing it
+        name = f"{job_name(rest)}_kd{info['epochs']}{teacher_tag(args)}" + (f"_s{args.seed}" if args.seed else "")
     else:
         raise BadInput(f"unknown job {args.job!r}")
     save_model(model, args.out, name)

@@ -79,6 +79,10 @@ def test_kd_job_distills_a_saved_model_again(tmp_path):
     assert after.count_params() == before.count_params() == info["params"]
     changed = [not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights(), strict=True)]
     assert any(changed)  # it trained, and the source's files were left as they were
+    again = mt.run_job(mt.parse(common + ["--job", "kd:narrow_4_4_4", "--lr", "1e-2", "--seed", "1"]))
+    assert again["epochs"] == 1 and (tmp_path / "narrow_4_4_4_kd1_s1.weights.h5").is_file()
+    first = mt.load_saved(str(tmp_path), "narrow_4_4_4_kd1")  # the seed-0 run was not replaced
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), after.get_weights(), strict=True))
     with pytest.raises(SystemExit, match="no saved model .*Received: 'nope'"):
         mt.run_job(mt.parse(common + ["--job", "kd:nope"]))
 
