@@ -37,8 +37,9 @@ Jobs (one process each; ``--plan`` runs them as parallel subprocesses):
 ``distill`` and ``kd`` jobs learn from ``full`` (``<out>/full.weights.h5``) unless
 ``--teacher-width W --teacher-weights PATH`` names another teacher: the survey CNN at width W
 (``survey_models.survey_cnn``, ``--teacher-order``, e.g. the survey suite's distilled width-1.0
-model, 3 points above the full ResNet-8). ``kd`` then saves ``STEM_kdN_wTAG`` (TAG: W without
-the dot), so the two teachers' students sit side by side.
+model, 3 points above the full ResNet-8), and with ``--teacher-ensemble`` the mean of that
+CNN's and the full ResNet-8's logits. Their outputs carry ``_wTAG`` (TAG: W without the dot)
+or ``_wTAGfull`` (e.g. ``STEM_kd12_w10full``), so the teachers' students sit side by side.
 
 Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy) and its
 weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
