@@ -169,6 +169,8 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
         logits = model.predict(sm.scale(x_te), batch_size=500, verbose=0)
         row["float_acc"] = float(np.mean(np.argmax(logits, -1) == y_te))
         row["host_prune"] = f"{args.host_prune_epochs} epoch(s) on {args.host_prune_samples} images, host CPU"
+        row["steps"].append(f"host: channel-pruned to {float(sparsity):.0%} with effkeras.prune, {row['host_prune']}, "
+                            "stripped")
     row["keras_params"] = int(model.count_params())
     ptq = int8_ptq(model, x_tr)
     rep = profile(ptq)

@@ -45,7 +45,9 @@ def test_mcu_suite_smoke(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     full = next(r for r in rows if r["stem"] == "full")
     assert full["macs"] == 12_501_632 and full["int8_bytes"] > 0
-    assert any(r["stem"].endswith("+prune0.1") for r in rows)
+    host = next(r for r in rows if r["stem"].endswith("+prune0.1"))
+    assert host["steps"][0] == "narrow:12/22/42: 1 epochs on labels, Adam 0.002 cosine"
+    assert host["steps"][-1].startswith("host: channel-pruned to 10% with effkeras.prune")
     # QAT ran for the smoke's QAT stem (full), and tfmot QAT of the same residual model beside it
     assert full["qat_bytes"] > 0 and 0 <= full["qat_acc"] <= 1
     assert full["tfmot_bytes"] > 0 and 0 <= full["tfmot_acc"] <= 1, full.get("tfmot_error")
