@@ -147,10 +147,9 @@ def training_steps(record: dict, meta: dict) -> list[str]:
     kl = {"kl": "effkeras.distill KL", "keras_default": "keras.distillation's default loss"}.get(
         record.get("distill_loss"), "distilled (loss not recorded)")
     temp = f", T={record['temperature']:g}" if record.get("temperature") else ""
-    before = training_steps(record["source"], meta) if record.get("source") else []
-    if record.get("init"):
-        before = training_steps(meta.get(os.path.basename(record["init"]).replace(".weights.h5", ""), {}), meta)
-    return before + [f"{job}: {kl} from {teacher}{temp}, {ep} epochs{lr}"]
+    source = record.get("source") or (  # a kd job's record, or the --init warm start's
+        meta.get(os.path.basename(record["init"]).replace(".weights.h5", ""), {}) if record.get("init") else {})
+    return training_steps(source, meta) + [f"{job}: {kl} from {teacher}{temp}, {ep} epochs{lr}"]
 
 
 def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict | None:

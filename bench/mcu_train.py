@@ -69,6 +69,7 @@ from survey_models import load_saved  # noqa: E402
 from survey_train import (  # noqa: E402
     accuracy,
     cache_path,
+    check_teacher_weights,
     fit_epochs,
     job_name,
     load_teacher,
@@ -185,20 +186,25 @@ def teacher_model(args, info: dict):
     logits; recorded in ``info``."""
     import keras
 
-    path = args.teacher_weights or os.path.join(args.out, "full.weights.h5")
-    full_path = os.path.join(args.out, "full.weights.h5")
-    try:
-        survey = load_teacher(args, info) if args.teacher_width is not None else None
-        if survey is not None and not args.teacher_ensemble:
+    def loaded(load, path: str, what: str, hint: str):
+        try:
+            return load()
+        except (ValueError, OSError) as exc:
+            raise BadInput(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
+                           f"{hint}. Received: {path!r}") from None
+
+    survey = None
+    if args.teacher_width is not None:
+        survey = loaded(lambda: load_teacher(args, info), args.teacher_weights,
+                        f"the survey CNN at width {args.teacher_width:g} ({args.teacher_order})",
+                        "check --teacher-width/--teacher-order")
+        if not args.teacher_ensemble:
             return survey
-        path = full_path if survey is not None else path
-        teacher = resnet8(FULL_WIDTHS)
-        teacher.load_weights(path)
-    except (ValueError, OSError) as exc:
-        what = (f"the survey CNN at width {args.teacher_width:g} ({args.teacher_order})"
-                if args.teacher_width is not None and path != full_path else "the full ResNet-8 16/32/64")
-        raise BadInput(f"{path} does not hold the weights of {what}: {str(exc).splitlines()[0][:200]}; "
-                       f"check --teacher-width/--teacher-order. Received: --teacher-weights {path!r}") from None
+    full_path = os.path.join(args.out, "full.weights.h5")
+    path = full_path if survey is not None else (args.teacher_weights or full_path)
+    teacher = resnet8(FULL_WIDTHS)
+    loaded(lambda: teacher.load_weights(path), path, "the full ResNet-8 16/32/64",
+           "give the full ResNet-8's weights (--job full)")
     if survey is None:
         info.update(teacher="resnet8_16_32_64", teacher_weights=args.teacher_weights or "full.weights.h5")
         return teacher
@@ -361,9 +367,7 @@ def parse(argv=None):
     if args.teacher_ensemble and args.teacher_width is None:
         p.error("--teacher-ensemble averages the survey CNN (--teacher-width, --teacher-weights) with the full "
                 "ResNet-8; give --teacher-width. Received: --teacher-ensemble alone")
-    if args.teacher_weights and not os.path.isfile(args.teacher_weights):  # not after minutes of training
-        p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
-                f"Received: {args.teacher_weights!r}")
+    check_teacher_weights(p, args)
     if args.teacher_width is not None and not args.teacher_weights:
         p.error(f"--teacher-width needs --teacher-weights (the survey CNN's trained weights). "
                 f"Received: --teacher-width {args.teacher_width:g}")

@@ -98,13 +98,18 @@ def load_meta(weights_dir: str) -> dict:
     return meta
 
 
+def folded_quant_model(model, x_tr):
+    """``model`` + softmax through effkeras.quantize with BN folded, calibrated on 500 images."""
+    from effkeras.quantize import quantize_model
+
+    return quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
+
+
 def effkeras_ptq(model, x_tr) -> bytes:
     """effkeras.quantize PTQ with BN folding (calibrated on 500 images), int8 I/O."""
     from effkeras.convert import to_tflite
-    from effkeras.quantize import quantize_model
 
-    ptq = quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
-    return to_tflite(ptq, quantize="int8", io_dtype="int8", strip_names=True)
+    return to_tflite(folded_quant_model(model, x_tr), quantize="int8", io_dtype="int8", strip_names=True)
 
 
 def effkeras_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> bytes:
@@ -114,10 +119,9 @@ def effkeras_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int
 
     import effkeras.callbacks
     from effkeras.convert import to_tflite
-    from effkeras.quantize import quantize_model
 
     keras.utils.set_random_seed(seed)  # each repeat (seed) shuffles differently, reproducibly
-    qat = quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
+    qat = folded_quant_model(model, x_tr)
     qat.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss="sparse_categorical_crossentropy",

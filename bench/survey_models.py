@@ -108,18 +108,18 @@ def load_saved(folder: str, stem: str):
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise BadInput(f"no saved model {missing[0]}; give the stem of a model saved in {folder} "
-                         f"(a training job's output). Received: {stem!r}")
+                       f"(a training job's output). Received: {stem!r}")
     try:
         with open(paths[0]) as f:
             model = keras.models.model_from_json(f.read())
     except ValueError as exc:  # json.JSONDecodeError is one; Keras raises it for unknown configs
         raise BadInput(f"{paths[0]} is not a Keras model architecture (model.to_json()): "
-                         f"{str(exc).splitlines()[0][:200]}. Received: {stem!r}") from None
+                       f"{str(exc).splitlines()[0][:200]}. Received: {stem!r}") from None
     try:
         model.load_weights(paths[1])
     except (ValueError, OSError) as exc:
         raise BadInput(f"{paths[1]} does not hold the weights of {paths[0]} (another model's, or not a "
-                         f".weights.h5 file): {str(exc).splitlines()[0][:200]}. Received: {stem!r}") from None
+                       f".weights.h5 file): {str(exc).splitlines()[0][:200]}. Received: {stem!r}") from None
     return model
 
 

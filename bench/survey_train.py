@@ -443,6 +443,14 @@ def parse_run_args(p: argparse.ArgumentParser, argv=None):
     return args
 
 
+def check_teacher_weights(p: argparse.ArgumentParser, args) -> None:
+    """A ``--teacher-weights`` file that does not exist is a usage error now, not after
+    minutes of training."""
+    if args.teacher_weights and not os.path.isfile(args.teacher_weights):
+        p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
+                f"Received: {args.teacher_weights!r}")
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with the CIFAR-10 JPEG tarballs, or 'random'")
@@ -472,9 +480,7 @@ def parse(argv=None):
                    help="layer order of the teacher (bn_relu: a distilled student as teacher)")
     p.add_argument("--teacher-weights", help="distill jobs: teacher weights (default <out>/teacher.weights.h5)")
     args = parse_run_args(p, argv)
-    if args.teacher_weights and not os.path.isfile(args.teacher_weights):  # not after minutes of pruning
-        p.error(f"--teacher-weights: no such file (a path from the current folder, not from --out). "
-                f"Received: {args.teacher_weights!r}")
+    check_teacher_weights(p, args)
     return args
 
 
