@@ -91,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0, help="tf_keras seed (shuffling) of this QAT run")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one weight scale per kernel (Default8BitQuantizeScheme(disable_per_axis=True))")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -113,7 +115,12 @@ def main(argv=None) -> int:
               "on the probe images; not comparing", file=sys.stderr)
         return 3
     model = tf_keras.Model(body.input, tf_keras.layers.Softmax(name="softmax")(body.output))
-    qat = tfmot.quantization.keras.quantize_model(model)
+    if args.per_tensor:
+        q = tfmot.quantization.keras
+        qat = q.quantize_apply(q.quantize_annotate_model(model),
+                               scheme=q.default_8bit.Default8BitQuantizeScheme(disable_per_axis=True))
+    else:
+        qat = tfmot.quantization.keras.quantize_model(model)
     qat.compile(tf_keras.optimizers.Adam(args.lr), "sparse_categorical_crossentropy")
     t = time.time()
     for e in range(args.epochs):

@@ -45,12 +45,11 @@ sys.path.insert(0, HERE)
 
 import survey_models as sm  # noqa: E402
 from _section import write_section  # noqa: E402
-from _usage import run_main  # noqa: E402
+from _usage import BadInput, run_main  # noqa: E402
 from survey import (  # noqa: E402
     SELECTION_SAMPLES,
     _b,
     _pct,
-    effkeras_qat,
     evaluate,
     load_host_data,
     load_meta,
@@ -94,14 +93,25 @@ CANDIDATES = (  # (stem, label, kind)
      "14 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
     ("prune_055_last_kd12_kd14_kd12_w10full", "full ResNet-8, last stack channel-pruned 55%, KL-distilled 12 + 14 "
      "epochs, then 12 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
+    ("prune_045_last", "full ResNet-8, last stack channel-pruned 45% (layer_schedules, stripped)", "half"),
+    ("prune_05_last_kd12", "full ResNet-8, last stack channel-pruned 50%, then KL-distilled from the full one "
+     "12 epochs", "half"),
+    ("prune_045_last_kd12", "full ResNet-8, last stack channel-pruned 45%, then KL-distilled from the full one "
+     "12 epochs", "half"),
+    ("prune_05_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 50%, KL-distilled 12 epochs, then 14 "
+     "more (Adam 5e-4)", "half"),
+    ("prune_045_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 45%, KL-distilled 12 epochs, then 14 "
+     "more (Adam 5e-4)", "half"),
 )
+#: a row STEM+PER_TENSOR is STEM with one int8 weight scale per kernel (--per-tensor STEM)
+PER_TENSOR = "+pt"
 
 
-def int8_ptq(model, x_tr) -> bytes:
+def int8_ptq(model, x_tr, per_channel: bool = True) -> bytes:
     from effkeras.convert import to_tflite
 
-    return to_tflite(sm.with_softmax(model), quantize="int8",
-                     representative_data=sm.scale(x_tr[:200]), io_dtype="int8", strip_names=True)
+    return to_tflite(sm.with_softmax(model), quantize="int8", representative_data=sm.scale(x_tr[:200]),
+                     io_dtype="int8", strip_names=True, per_channel=per_channel)
 
 
 def host_prune(model, x_tr, y_tr, sparsity: float, samples: int, epochs: int, seed: int = 0, lr: float = 5e-5):
@@ -152,10 +162,27 @@ def training_steps(record: dict, meta: dict) -> list[str]:
     return training_steps(source, meta) + [f"{job}: {kl} from {teacher}{temp}, {ep} epochs{lr}"]
 
 
+def with_per_tensor(cands: list, stems: list[str]) -> list:
+    """``cands`` with a per-tensor twin (``STEM+pt``) after each candidate named in ``stems``."""
+    known = [c[0] for c in cands]
+    unknown = [s for s in stems if s not in known]
+    if unknown:
+        raise BadInput(f"--per-tensor names no candidate: {', '.join(map(repr, unknown))}; choose from "
+                       f"{', '.join(known)}. Received: {','.join(stems)!r}")
+    out = []
+    for stem, label, kind in cands:
+        out.append((stem, label, kind))
+        if stem in stems:
+            out.append((stem + PER_TENSOR, f"{label}; int8 weights per tensor", kind))
+    return out
+
+
 def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -> dict | None:
     from effkeras.profiling import profile
 
-    base, _, sparsity = stem.partition("+prune")
+    per_channel = not stem.endswith(PER_TENSOR)
+    base, _, sparsity = stem.removesuffix(PER_TENSOR).partition("+prune")
+    pt = "" if per_channel else ", per-tensor"
     if not os.path.isfile(os.path.join(wdir, f"{base}.weights.h5")):
         return None
     t = time.time()
@@ -171,18 +198,18 @@ def run_candidate(stem, label, kind, wdir, x_tr, y_tr, x_te, y_te, args, meta) -
         row["steps"].append(f"host: channel-pruned to {float(sparsity):.0%} with effkeras.prune, {row['host_prune']}, "
                             "stripped")
     row["keras_params"] = int(model.count_params())
-    ptq = int8_ptq(model, x_tr)
+    ptq = int8_ptq(model, x_tr, per_channel)
     rep = profile(ptq)
     row.update(params=rep.params, macs=rep.macs, ptq_bytes=len(ptq), ptq_acc=evaluate(ptq, x_te, y_te))
     sel = selection_set(x_tr, y_tr)
-    best, how, acc = ptq, "converter PTQ (200 img)", row["ptq_acc"]
+    best, how, acc = ptq, f"converter PTQ (200 img{pt})", row["ptq_acc"]
     row["selection_acc"] = evaluate(ptq, *sel)
     if args.qat_epochs > 0 and stem in args.qat_stems:
-        q = repeated_qat(model, x_tr, y_tr, x_te, y_te, args, effkeras_qat)
+        q = repeated_qat(model, x_tr, y_tr, x_te, y_te, args, per_channel)
         qat = q.pop("qat_tflite", None)
         row.update(q)
         if qat is not None and (qat_sel := evaluate(qat, *sel)) > row["selection_acc"]:
-            best, how, acc = qat, "effkeras QAT (BN folded)", row["qat_acc"]  # chosen on training images
+            best, how, acc = qat, f"effkeras QAT (BN folded{pt})", row["qat_acc"]  # chosen on training images
             row["selection_acc"] = qat_sel
     row.update(int8_bytes=len(best), int8_acc=acc, int8_method=how, **micro_facts(best))
     row["fits_half"] = len(best) <= HALF_BUDGET
@@ -314,6 +341,9 @@ def parse(argv):
                    help="QAT runs per model (seeds 0..N-1), effkeras and tfmot; the median run is reported")
     p.add_argument("--host-prune", default="narrow_12_22_42:0.03",
                    help="STEM:SPARSITY,...: channel-prune these trained models on the host")
+    p.add_argument("--per-tensor", default="",
+                   help="STEM,...: also convert these candidates with one int8 weight scale per kernel "
+                        f"(rows STEM{PER_TENSOR}; name them in --qat-stems for QAT)")
     p.add_argument("--host-prune-samples", type=int, default=10000)
     p.add_argument("--host-prune-epochs", type=int, default=1)
     p.add_argument("--limit-test", type=int)
@@ -338,6 +368,8 @@ def main(argv=None) -> int:
         args.host_prune, args.host_prune_samples = "narrow_12_22_42:0.1", 128
         args.qat_epochs, args.qat_samples = 1, 128  # proves the QAT and tfmot paths run
         args.qat_repeats, args.qat_stems = 2, ["full"]  # and their median over repeats, on one model
+        args.per_tensor = "narrow_12_22_42"  # a per-tensor row, QAT'd (effkeras and tfmot) as well
+        args.qat_stems.append("narrow_12_22_42" + PER_TENSOR)
         d = np.load(os.path.join(args.weights, "cifar10_u8.npz"))
         x_tr, y_tr, x_te, y_te = d["xtr"], d["ytr"], d["xte"], d["yte"]
         data_note = "random CIFAR-shaped data, 128 train / 64 test (the numbers mean nothing)"
@@ -351,6 +383,7 @@ def main(argv=None) -> int:
         base, _, sp = spec.partition(":")
         cands.append((f"{base}+prune{sp}", f"{base} channel-pruned {float(sp):.0%} on the host (effkeras.prune, stripped)",
                       "half"))
+    cands = with_per_tensor(cands, [s for s in args.per_tensor.split(",") if s])
     rows = [r for c in cands
             if (r := run_candidate(*c, args.weights, x_tr, y_tr, x_te, y_te, args, meta)) is not None]
     info = {
@@ -392,6 +425,10 @@ def main(argv=None) -> int:
             "t<index>, weights and ops are the same.",
             "- int8: the converter's PTQ (200 calibration images, per-channel weights, int8 input/output) or "
             "effkeras QAT (quantize_model(fold_batchnorm=True), calibrated on 500 images, then the epochs above), "
+            "or, in the rows ending \"int8 weights per tensor\" (`--per-tensor`), the same with one weight scale per "
+            "kernel (`to_tflite(..., per_channel=False)`, `quantize_model(..., per_channel=False)`; tfmot beside "
+            "them: `Default8BitQuantizeScheme(disable_per_axis=True)`), which drops 24 bytes of quantization "
+            "parameters per output channel (scale and int64 zero point of kernel and bias): ",
             f"whichever scores higher on {SELECTION_SAMPLES:,} training images (unaugmented, outside the host QAT and "
             "pruning subsets); the chosen half-size "
             "model is picked the same way. The test set only reports.",

@@ -98,11 +98,13 @@ def load_meta(weights_dir: str) -> dict:
     return meta
 
 
-def folded_quant_model(model, x_tr):
-    """``model`` + softmax through effkeras.quantize with BN folded, calibrated on 500 images."""
+def folded_quant_model(model, x_tr, per_channel: bool = True):
+    """``model`` + softmax through effkeras.quantize with BN folded, calibrated on 500 images
+    (``per_channel=False``: one weight scale per kernel)."""
     from effkeras.quantize import quantize_model
 
-    return quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]))
+    return quantize_model(sm.with_softmax(model), fold_batchnorm=True, calibration_data=sm.scale(x_tr[:500]),
+                          per_channel=per_channel)
 
 
 def effkeras_ptq(model, x_tr) -> bytes:
@@ -112,16 +114,18 @@ def effkeras_ptq(model, x_tr) -> bytes:
     return to_tflite(folded_quant_model(model, x_tr), quantize="int8", io_dtype="int8", strip_names=True)
 
 
-def effkeras_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> bytes:
+def effkeras_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0,
+                 per_channel: bool = True) -> bytes:
     """effkeras.quantize QAT with BN folding (calibrated on 500 images), ``qat_epochs`` on
-    ``qat_samples`` augmented training images chosen by ``seed``; int8 I/O."""
+    ``qat_samples`` augmented training images chosen by ``seed``; int8 I/O; ``per_channel=False``:
+    one weight scale per kernel."""
     import keras
 
     import effkeras.callbacks
     from effkeras.convert import to_tflite
 
     keras.utils.set_random_seed(seed)  # each repeat (seed) shuffles differently, reproducibly
-    qat = folded_quant_model(model, x_tr)
+    qat = folded_quant_model(model, x_tr, per_channel)
     qat.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss="sparse_categorical_crossentropy",
@@ -235,7 +239,7 @@ def finish_candidate(cand, wdir, x_tr, y_tr, x_te, y_te, sel, args) -> dict:
            "pruned_float_acc": evaluate(p_float, x_te, y_te),
            "ptq_bytes": len(ptq_bytes), "ptq_acc": evaluate(ptq_bytes, x_te, y_te)}
     best, how, acc = ptq_bytes, "effkeras PTQ (BN folded)", eff["ptq_acc"]
-    q = repeated_qat(small, x_tr, y_tr, x_te, y_te, args, effkeras_qat)
+    q = repeated_qat(small, x_tr, y_tr, x_te, y_te, args)
     qat_bytes = q.pop("qat_tflite", None)
     eff.update(q)
     if qat_bytes is not None and evaluate(qat_bytes, *sel) >= evaluate(ptq_bytes, *sel):
@@ -252,11 +256,11 @@ def median_run(runs: list[dict]) -> dict:
     return {**ordered[(len(ordered) - 1) // 2], "accs": [r["acc"] for r in ordered]}
 
 
-def repeated_qat(model, x_tr, y_tr, x_te, y_te, args, qat_fn) -> dict:
+def repeated_qat(model, x_tr, y_tr, x_te, y_te, args, per_channel: bool = True) -> dict:
     """``args.qat_repeats`` QAT runs (seeds 0..N-1: sample subset, augmentation, shuffling) of
-    effkeras (``qat_fn(model, x, y, samples, epochs, seed) -> bytes``) and of tfmot on the same
-    images per seed. Returns ``qat_tflite/qat_bytes/qat_acc/qat_accs`` (the median run) and
-    ``tfmot_bytes/tfmot_acc/tfmot_accs`` or ``qat_error``/``tfmot_error``."""
+    effkeras (:func:`effkeras_qat`) and of tfmot on the same images per seed, both with one
+    weight scale per kernel when ``per_channel=False``. Returns ``qat_tflite/qat_bytes/qat_acc/
+    qat_accs`` (the median run) and ``tfmot_bytes/tfmot_acc/tfmot_accs`` or ``qat_error``/``tfmot_error``."""
     out: dict = {}
     if args.qat_epochs <= 0:
         return out
@@ -264,12 +268,12 @@ def repeated_qat(model, x_tr, y_tr, x_te, y_te, args, qat_fn) -> dict:
     for seed in range(args.qat_repeats):
         if "qat_error" not in out:
             try:
-                q = qat_fn(model, x_tr, y_tr, args.qat_samples, args.qat_epochs, seed)
+                q = effkeras_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs, seed, per_channel)
                 runs.append({"tflite": q, "acc": evaluate(q, x_te, y_te)})
             except Exception as exc:  # report, never hide
                 out["qat_error"] = f"{type(exc).__name__}: {exc}"[:300]
         if "tfmot_error" not in out:
-            tf = tfmot_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs, seed=seed)
+            tf = tfmot_qat(model, x_tr, y_tr, args.qat_samples, args.qat_epochs, seed=seed, per_channel=per_channel)
             if "tfmot_tflite" in tf:
                 tf_runs.append({"tflite": tf["tfmot_tflite"], "acc": evaluate(tf["tfmot_tflite"], x_te, y_te)})
             elif "tfmot_error" in tf:
@@ -300,10 +304,11 @@ def met(survey, eff, size_key="int8_bytes") -> bool:
                 and eff["int8_bytes"] * 2 <= survey[size_key])
 
 
-def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0) -> dict:
+def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0, per_channel: bool = True) -> dict:
     """tfmot QAT of the same float (logits) model, on the same images as
     :func:`effkeras_qat`, in a tf_keras child process (``bench/_tfmot_functional.py``, which
-    rebuilds the graph from ``model.get_config()`` and checks its logits). Returns
+    rebuilds the graph from ``model.get_config()`` and checks its logits; ``per_channel=False``:
+    the default 8-bit scheme with ``disable_per_axis=True``). Returns
     ``{"tfmot_tflite": bytes}`` or ``{"tfmot_error": text}``."""
     import subprocess
 
@@ -324,14 +329,21 @@ def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 
                  probe_logits=model.predict(probe, verbose=0), **weights, **arrays)
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         cmd = [sys.executable, os.path.join(HERE, "_tfmot_functional.py"), npz, tmp, "--epochs", str(qat_epochs),
-               "--seed", str(seed)]
+               "--seed", str(seed)] + ([] if per_channel else ["--per-tensor"])
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         out = os.path.join(tmp, "tfmot_qat_int8.tflite")
         if proc.returncode != 0 or not os.path.isfile(out):
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             return {"tfmot_error": f"rc={proc.returncode}: {tail[0][:200]}"}
         with open(out, "rb") as f:
-            return {"tfmot_tflite": f.read()}
+            data = f.read()
+    from effkeras.convert import read_tflite
+
+    floats = read_tflite(data).float_ops()
+    if floats:  # e.g. tfmot's per-tensor scheme leaves folded convolutions in float
+        kinds = sorted({op.name for op in floats})
+        return {"tfmot_error": f"not full-int8: {len(floats)} float op(s) ({', '.join(kinds)}), {len(data):,} B"}
+    return {"tfmot_tflite": data}
 
 
 def run_width(width, wdir, x_tr, y_tr, x_te, y_te, args, meta, sel, pruned) -> dict:

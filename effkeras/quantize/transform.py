@@ -135,8 +135,9 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 class _Rewriter:
-    def __init__(self, fold_batchnorm: bool, strict: bool, range_momentum: float):
+    def __init__(self, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True):
         self.fold_batchnorm = fold_batchnorm
+        self.per_channel = per_channel
         self.strict = strict
         self.range_momentum = range_momentum
         self.report = QuantizationReport()
@@ -276,6 +277,7 @@ class _Rewriter:
             "batch_norm": dynamic_bn,
             "range_momentum": self.range_momentum,
             "quantize_output": not to_concat,
+            "per_channel": self.per_channel,
         }
         if dynamic_bn:
             common.update(
@@ -286,7 +288,7 @@ class _Rewriter:
             dw = ql.QuantDepthwiseConv2D(
                 layer.kernel_size, strides=layer.strides, padding=layer.padding,
                 depth_multiplier=layer.depth_multiplier, dilation_rate=layer.dilation_rate,
-                use_bias=False, range_momentum=self.range_momentum,
+                use_bias=False, range_momentum=self.range_momentum, per_channel=self.per_channel,
                 name=self.name(f"{layer.name}_depthwise"),
             )
             x = dw(x)
@@ -426,7 +428,7 @@ def _fold_static(new, kernel, bias, bn):
 
 
 def rewrite(
-    model, *, fold_batchnorm: bool, strict: bool, range_momentum: float
+    model, *, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True
 ) -> tuple[keras.Model, QuantizationReport]:
     """The quantization-aware twin of ``model`` and what was done to each layer."""
     if not isinstance(model, keras.Model):
@@ -447,7 +449,7 @@ def rewrite(
             f"Model {model.name!r} is not built: give it an Input layer "
             f"(keras.Input(shape=...)) before quantizing."
         )
-    rewriter = _Rewriter(fold_batchnorm, strict, range_momentum)
+    rewriter = _Rewriter(fold_batchnorm, strict, range_momentum, per_channel)
     graph_inputs = model.inputs
     inputs = []
     for t in graph_inputs:
