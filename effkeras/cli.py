@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from effkeras.errors import EffkerasError, InvalidModelError, OutputExistsError
+from effkeras.errors import ConversionError, EffkerasError, InvalidModelError, OutputExistsError
 
 EXIT_BAD_INPUT = 2
 
@@ -118,12 +118,17 @@ def cmd_convert(args) -> int:
         f"_{args.quantize}.tflite" if args.quantize else ".tflite"
     )
     _refuse_overwrite(output, args.force)
+    if args.per_tensor and args.quantize not in ("int8", "int16x8", "dynamic"):
+        raise ConversionError(
+            f"--per-tensor sets the int8 weight scales: give --quantize int8, int16x8 or dynamic. "
+            f"Received: --quantize {args.quantize}"
+        )
     from effkeras.convert import read_tflite, to_tflite
 
     data = to_tflite(
         args.model, quantize=args.quantize, representative_data=_load_calibration(args.calibration),
         io_dtype=args.io_dtype, allow_float_ops=args.allow_float_ops,
-        strip_names=args.strip_names,
+        strip_names=args.strip_names, per_channel=False if args.per_tensor else None,
     )
     with open(output, "wb") as f:
         f.write(data)
@@ -242,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with int8, keep ops the converter could not quantize in float")
     p.add_argument("--strip-names", action="store_true",
                    help="rename intermediate tensors t<index> (smaller file; I/O names kept)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one int8 weight scale per kernel instead of per output channel (24 B a "
+                        "channel smaller; int8, int16x8, dynamic)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)
 

@@ -132,6 +132,29 @@ def test_convert_int8_with_calibration(keras_file, tmp_path, digits, capsys):
     assert main([*args, "--force"]) == 0
 
 
+def test_convert_per_tensor(keras_file, tmp_path, digits, capsys):
+    from effkeras.convert import read_tflite
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, digits[0][:64])
+    sizes = {}
+    for flag in ([], ["--per-tensor"]):
+        out = tmp_path / f"m{len(flag)}.tflite"
+        assert main(["convert", keras_file, "-o", str(out), "--quantize", "int8", "--calibration",
+                     str(calib), *flag]) == 0
+        m = read_tflite(out.read_bytes())
+        conv = [op for op in m.ops if op.name == "CONV_2D"]
+        scales = {m.tensors[op.inputs[1]].quantization.scales.size for op in conv}
+        assert (scales == {1}) == bool(flag), scales
+        sizes[bool(flag)] = out.stat().st_size
+    assert sizes[True] < sizes[False]
+    capsys.readouterr()
+    assert main(["convert", keras_file, "-o", str(tmp_path / "f.tflite"), "--per-tensor"]) == 2
+    err = capsys.readouterr().err
+    assert "--per-tensor sets the int8 weight scales" in err and "Received: --quantize None" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "array,needle",
     [
