@@ -118,9 +118,9 @@ def cmd_convert(args) -> int:
         f"_{args.quantize}.tflite" if args.quantize else ".tflite"
     )
     _refuse_overwrite(output, args.force)
-    if args.per_tensor and args.quantize not in ("int8", "int16x8", "dynamic"):
+    if args.per_tensor and args.quantize not in ("int8", "dynamic"):
         raise ConversionError(
-            f"--per-tensor sets the int8 weight scales: give --quantize int8, int16x8 or dynamic. "
+            f"--per-tensor sets the int8 weight scales: give --quantize int8 or dynamic. "
             f"Received: --quantize {args.quantize}"
         )
     from effkeras.convert import read_tflite, to_tflite
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename intermediate tensors t<index> (smaller file; I/O names kept)")
     p.add_argument("--per-tensor", action="store_true",
                    help="one int8 weight scale per kernel instead of per output channel (24 B a "
-                        "channel smaller; int8, int16x8, dynamic)")
+                        "channel smaller; with --quantize int8 or dynamic)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)
 

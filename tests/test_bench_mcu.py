@@ -58,7 +58,7 @@ def test_mcu_suite_smoke(tmp_path):
     pt = next(r for r in rows if r["stem"] == "narrow_12_22_42+pt")
     assert pt["label"].endswith("int8 weights per tensor") and "per-tensor" in pt["int8_method"]
     assert pt["ptq_bytes"] < narrow["ptq_bytes"] - 20 * (12 + 12 + 12 + 22 + 22 + 22 + 42 + 42 + 42)
-    assert pt["qat_bytes"] < narrow["ptq_bytes"] and len(pt["qat_accs"]) == len(pt["tfmot_accs"]) == 2
+    assert pt["qat_bytes"] < narrow["ptq_bytes"] and len(pt["qat_accs"]) == 2
     # tfmot 0.8.1's per-tensor scheme leaves the folded convolutions in float: reported, not sized
     assert pt.get("tfmot_bytes") or "not full-int8" in pt["tfmot_error"], pt
     side = json.loads((models / "resnet8_full_int8.json").read_text())

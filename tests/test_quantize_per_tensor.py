@@ -138,6 +138,14 @@ def test_ptq_per_tensor(trained, digits):
     assert acc >= ref - 0.03, (acc, ref)
 
 
+def test_dynamic_per_tensor(digits_model):
+    data = to_tflite(digits_model, quantize="dynamic", per_channel=False)
+    m = read_tflite(data)
+    int8 = [m.tensors[op.inputs[1]] for op in m.ops if op.name == "CONV_2D"
+            and m.tensors[op.inputs[1]].dtype == "INT8"]  # the converter leaves tiny kernels float
+    assert int8 and all(w.quantization.scales.size == 1 for w in int8)
+
+
 def test_per_channel_mismatch_and_bad_values_are_refused(trained, qat_pair, digits):
     from effkeras.quantize import quantize_model
 
@@ -146,6 +154,9 @@ def test_per_channel_mismatch_and_bad_values_are_refused(trained, qat_pair, digi
         to_tflite(qat, quantize="int8", per_channel=True)
     with pytest.raises(ConversionError, match="quantize='float16'"):
         to_tflite(trained, quantize="float16", per_channel=False)
+    # the converter cannot quantize a depthwise kernel per tensor in int16x8: said up front
+    with pytest.raises(ConversionError, match="Received: per_channel=False with quantize='int16x8'"):
+        to_tflite(trained, quantize="int16x8", representative_data=digits[0][:10], per_channel=False)
     with pytest.raises(ConversionError, match="Received: per_channel='no'"):
         to_tflite(trained, quantize="int8", representative_data=digits[0][:10], per_channel="no")
     with pytest.raises(QuantizationError, match="Received: per_channel=1"):

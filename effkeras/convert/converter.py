@@ -164,7 +164,7 @@ def to_tflite(
             after Keras scope paths, a third of a 15 KB int8 model. Input/output names,
             weights and results are unchanged.
         per_channel: weight quantization granularity of CONV_2D and DEPTHWISE_CONV_2D
-            with ``"int8"``, ``"int16x8"`` and ``"dynamic"``: ``None`` (default) and
+            with ``"int8"`` and ``"dynamic"``: ``None`` (default) and
             ``True`` give one scale per output channel, ``False`` one per tensor, which
             saves 24 bytes per output channel (scale and int64 zero point of the kernel
             and of the bias; about 10% of a 50 KB int8 ResNet) at some accuracy cost.
@@ -292,10 +292,12 @@ def _check_per_channel(model: Any, quantize: str | None, per_channel: bool | Non
         raise ConversionError(
             f"per_channel must be None, True or False. Received: per_channel={per_channel!r}"
         )
-    if quantize not in ("int8", "int16x8", "dynamic"):
+    if quantize not in ("int8", "dynamic") and per_channel is False:
+        # int16x8: the converter (2.21) cannot quantize DEPTHWISE_CONV_2D per tensor
+        # ("Quantized dimension for tensor property and quantization parameters do not match")
         raise ConversionError(
-            f"per_channel applies to int8 weights (quantize='int8', 'int16x8' or 'dynamic'). "
-            f"Received: per_channel={per_channel!r} with quantize={quantize!r}"
+            f"per_channel=False (one weight scale per kernel) works with quantize='int8' or "
+            f"'dynamic'. Received: per_channel=False with quantize={quantize!r}"
         )
     if qat:
         built = {
