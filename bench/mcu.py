@@ -434,7 +434,7 @@ def main(argv=None) -> int:
             "or, in the rows ending \"int8 weights per tensor\" (`--per-tensor`), the same with one weight scale per "
             "kernel (`to_tflite(..., per_channel=False)`, `quantize_model(..., per_channel=False)`; tfmot beside "
             "them: `Default8BitQuantizeScheme(disable_per_axis=True)`), which drops 24 bytes of quantization "
-            "parameters per output channel (scale and int64 zero point of kernel and bias): ",
+            "parameters per output channel (scale and int64 zero point of kernel and bias): "
             f"whichever scores higher on {SELECTION_SAMPLES:,} training images (unaugmented, outside the host QAT and "
             "pruning subsets); the chosen half-size "
             "model is picked the same way. The test set only reports.",
