@@ -98,14 +98,10 @@ CANDIDATES = (  # (stem, label, kind)
      "12 epochs", "half"),
     ("prune_045_last_kd12", "full ResNet-8, last stack channel-pruned 45%, then KL-distilled from the full one "
      "12 epochs", "half"),
-    ("prune_05_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 50%, KL-distilled 12 epochs, then 14 "
-     "more (Adam 5e-4)", "half"),
     ("prune_045_last_kd12_kd14", "full ResNet-8, last stack channel-pruned 45%, KL-distilled 12 epochs, then 14 "
      "more (Adam 5e-4)", "half"),
     ("prune_045_last_kd12_kd14_w10full", "full ResNet-8, last stack channel-pruned 45%, KL-distilled 12 epochs, then "
      "14 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
-    ("prune_05_last_kd12_kd14_kd12_w10full", "full ResNet-8, last stack channel-pruned 50%, KL-distilled 12 + 14 "
-     "epochs, then 12 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
     ("prune_045_last_kd12_kd14_kd12_w10full", "full ResNet-8, last stack channel-pruned 45%, KL-distilled 12 + 14 "
      "epochs, then 12 more from the mean of the full ResNet-8 and the width-1.0 CNN (Adam 5e-4)", "half"),
 )

@@ -186,3 +186,14 @@ def test_bad_input_exits_2_with_the_message(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert re.search(r"mcu_train.py: error: no saved model .*nope.model.json.*Received: 'nope'", proc.stderr)
     assert "Traceback" not in proc.stderr
+
+
+def test_per_tensor_rows_follow_their_candidates_and_unknown_stems_exit_2():
+    import mcu
+
+    cands = [("full", "Full", "full"), ("half_a", "Half A", "half")]
+    out = mcu.with_per_tensor(cands, ["half_a"])
+    assert out == [*cands, ("half_a+pt", "Half A; int8 weights per tensor", "half")]
+    with pytest.raises(SystemExit) as exc:
+        mcu.with_per_tensor(cands, ["half_b"])
+    assert exc.value.code == 2 and "'half_b'" in str(exc.value) and "full, half_a" in str(exc.value)
