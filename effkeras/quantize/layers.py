@@ -330,12 +330,17 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         """Multiply the kernel by a per-output-channel vector."""
         return kernel * scale
 
+    @property
+    def _weight_axis(self) -> int | None:
+        """The kernel axis that gets one scale per index, or None for one scale per kernel."""
+        return -1 if self.per_channel else None
+
     def _quantize_kernel(self, kernel):
-        return quantize_weights(kernel, axis=-1 if self.per_channel else None)
+        return quantize_weights(kernel, axis=self._weight_axis)
 
     def _weight_scale(self, kernel):
         """The weight scale of each output channel (a scalar for per-tensor weights)."""
-        return weight_scale(kernel, axis=-1 if self.per_channel else None)
+        return weight_scale(kernel, axis=self._weight_axis)
 
     # -- Keras API -------------------------------------------------------------------
     def build(self, input_shape):
@@ -625,14 +630,14 @@ class QuantDepthwiseConv2D(_FoldedLayer):
 
     def _quantize_kernel(self, kernel):
         if not self.per_channel:
-            return quantize_weights(kernel, axis=None)
+            return super()._quantize_kernel(kernel)
         kh, kw, cin, dm = kernel.shape
         flat = ops.reshape(kernel, (kh, kw, 1, cin * dm))
         return ops.reshape(quantize_weights(flat, axis=-1), (kh, kw, cin, dm))
 
     def _weight_scale(self, kernel):
         if not self.per_channel:
-            return weight_scale(kernel, axis=None)
+            return super()._weight_scale(kernel)
         kh, kw, cin, dm = kernel.shape
         return weight_scale(ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=-1)
 
@@ -686,12 +691,8 @@ class QuantDense(_FoldedLayer):
     def _linear(self, x, kernel):
         return ops.matmul(x, kernel)
 
-    def _quantize_kernel(self, kernel):
-        # One scale for the kernel: see effkeras.quantize.quantizers for why.
-        return quantize_weights(kernel, axis=None)
-
-    def _weight_scale(self, kernel):
-        return weight_scale(kernel, axis=None)
+    # One scale for the kernel whatever per_channel says: see effkeras.quantize.quantizers for why.
+    _weight_axis = None
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
