@@ -233,7 +233,7 @@ def run_job(args) -> dict:
     log: list[dict] = []
     n = len(xtr)
     info = {"job": args.job, "backend": keras.backend.backend(), "batch": BATCH,
-            "train_samples": int(n), "test_samples": int(len(xte)), "epochs_requested": args.epochs,
+            "train_samples": int(n), "test_samples": int(len(xte)), "seed": args.seed, "epochs_requested": args.epochs,
             "lr": args.prune_lr if kind == "prune" else args.lr}
     if kind in ("full", "narrow"):
         widths = FULL_WIDTHS if kind == "full" else parse_widths(rest)

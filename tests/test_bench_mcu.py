@@ -197,3 +197,43 @@ def test_per_tensor_rows_follow_their_candidates_and_unknown_stems_exit_2():
     with pytest.raises(SystemExit) as exc:
         mcu.with_per_tensor(cands, ["half_b"])
     assert exc.value.code == 2 and "'half_b'" in str(exc.value) and "full, half_a" in str(exc.value)
+
+
+def _row(stem, kind, sel, int8, fits=True, float_acc=None):
+    return {"stem": stem, "label": stem.upper(), "kind": kind, "selection_acc": sel, "int8_acc": int8,
+            "float_acc": float_acc, "int8_bytes": 40_000 if fits else 90_000, "fits_half": fits, "params": 1,
+            "macs": 1e6, "arena_bytes": 1000, "nano33ble_ms": 1.0, "int8_method": "PTQ"}
+
+
+def test_target_measures_against_the_best_full_row_and_reports_training_seed_medians():
+    """The reference is the full-size row best on the selection images (not the first one);
+    SEED_REPEATS groups (per-tensor twins too) get their median over training runs."""
+    import mcu
+
+    half = "prune_045_last_kd12_kd14_kd50_w10full_kd60_w10full"
+    s1, s2 = mcu.SEED_REPEATS[half]
+    f1, f2 = mcu.SEED_REPEATS["full_e75"]
+    rows = [_row("full", "full", 0.80, 0.815, float_acc=0.818),
+            _row("full_e75", "full", 0.82, 0.830, float_acc=0.835), _row(f1, "full", 0.81, 0.828, float_acc=0.833),
+            _row(f2, "full", 0.815, 0.834, float_acc=0.834),
+            _row("wide_half", "half", 0.90, 0.85, fits=False),  # best on selection, but over the budget
+            _row(half + "+pt", "half", 0.812, 0.822, float_acc=0.82), _row(s1 + "+pt", "half", 0.80, 0.821),
+            _row(s2 + "+pt", "half", 0.805, 0.818)]
+    full, chosen, met = mcu.choose(rows)
+    assert full["stem"] == "full_e75" and chosen["stem"] == half + "+pt" and met  # 0.8 points
+    assert mcu.seed_group(s2 + "+pt") == (half + "+pt", [half + "+pt", s1 + "+pt", s2 + "+pt"])
+    assert mcu.seed_group("full") == ("full", ["full"])
+    groups = {g["stem"]: g for g in mcu.seed_medians(rows)}
+    assert set(groups) == {"full_e75", half + "+pt"}
+    assert groups["full_e75"]["int8_acc"] == 0.830 and groups["full_e75"]["int8_accs"] == [0.828, 0.830, 0.834]
+    assert groups[half + "+pt"]["int8_acc"] == 0.821 and groups[half + "+pt"]["float_accs"] == [0.82]
+    info = {"command": "c", "mode": "full", "when": "w", "machine": "m", "training": "t", "data": "d",
+            "qat": "q", "notes": []}
+    text = mcu.markdown(rows, info)
+    assert "**met**" in text and "best one on the selection images: FULL_E75" in text
+    assert "Against the 35-epoch full ResNet-8 (`full`, 81.50%)" in text
+    assert "half-size median 82.10% vs full-size median 83.00%, 0.90 points lower" in text
+    assert "| FULL_E75 | 3 | 83.40% (83.30-83.50, 3 runs) | 83.00% (82.80-83.40, 3 runs) |" in text
+    # one point more and the verdict flips
+    rows[1]["int8_acc"] = 0.8325
+    assert mcu.choose(rows)[2] is False
