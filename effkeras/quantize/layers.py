@@ -628,18 +628,17 @@ class QuantDepthwiseConv2D(_FoldedLayer):
         shape = kernel.shape
         return kernel * ops.reshape(scale, (1, 1, shape[2], shape[3]))
 
+    # The output channels of a depthwise kernel (kh, kw, cin, dm) are its last two axes
+    # together: seen as (kh, kw, 1, cin * dm), _weight_axis (-1, or None for one scale per
+    # kernel) means the same as for Conv2D.
     def _quantize_kernel(self, kernel):
-        if not self.per_channel:
-            return super()._quantize_kernel(kernel)
         kh, kw, cin, dm = kernel.shape
         flat = ops.reshape(kernel, (kh, kw, 1, cin * dm))
-        return ops.reshape(quantize_weights(flat, axis=-1), (kh, kw, cin, dm))
+        return ops.reshape(quantize_weights(flat, axis=self._weight_axis), (kh, kw, cin, dm))
 
     def _weight_scale(self, kernel):
-        if not self.per_channel:
-            return super()._weight_scale(kernel)
         kh, kw, cin, dm = kernel.shape
-        return weight_scale(ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=-1)
+        return weight_scale(ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=self._weight_axis)
 
     def _linear(self, x, kernel):
         return ops.depthwise_conv(
