@@ -378,8 +378,7 @@ def markdown(rows, info) -> str:
         fg, hg = (med.get(seed_group(r["stem"])[0]) if r else None for r in (full, half))
         if fg and hg:
             L += ["", f"- Over repeated training runs (medians): half-size {versus(hg['int8_acc'], fg['int8_acc'])}."]
-            others = [g for g in groups if g["kind"] == "full" and g is not fg]
-            for g in others:
+            for g in [other for other in groups if other["kind"] == "full" and other is not fg]:
                 L.append(f"- The half-size median against the median of {g['label']} ({g['runs']} runs): "
                          f"{versus(hg['int8_acc'], g['int8_acc'])}.")
     qat_rows = [r for r in rows if "qat_acc" in r or "qat_error" in r]
