@@ -20,11 +20,11 @@ demo: venv
 	$(VENV)/bin/effkeras demo --out $(OUT) --force
 
 test: venv
-	$(PY) -m ruff check effkeras tests
+	$(PY) -m ruff check effkeras tests benchmarks
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m ruff check effkeras tests
+	$(PY) -m ruff check effkeras tests benchmarks
 
 # Regenerates tflite_models/ and deploy/ (the example artifacts checked into the repo).
 examples: venv

@@ -87,7 +87,7 @@ def test_survey_model_matches_sidecar(path):
 def test_survey_models_score_their_sidecar_accuracy():
     import sys
 
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import survey_models as sm
 
     _, _, x_test, y_test = sm.load_cifar10_uint8(DATA, limit_train=10)

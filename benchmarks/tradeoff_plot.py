@@ -1,7 +1,7 @@
 """The README's size / latency / accuracy plot: the survey's published int8 CIFAR-10 models
 against effkeras's int8 models of the survey suite (tflite_models/survey).
 
-    .venv/bin/python bench/tradeoff_plot.py --data ../shared/data --out docs/tradeoff.png
+    .venv/bin/python benchmarks/tradeoff_plot.py --data ../shared/data --out docs/tradeoff.png
 
 Latency: LiteRT on this host, 1 thread, built-in kernels, interleaved (effkeras.bench.compare).
 Accuracies: the survey files' accuracy on the JPEG test set as measured with LiteRT here

@@ -1,7 +1,7 @@
 """SMS spam: an embedding-table baseline vs the SGNN and PRADO projection models, int8.
 
-    EFFKERAS_DATA_DIR=../shared/data .venv/bin/python bench/text.py [--data-dir DIR]
-        [--epochs 20] [--runs 300] [--markdown OUT.md]
+    EFFKERAS_DATA_DIR=../shared/data .venv/bin/python benchmarks/text.py [--data-dir DIR]
+        [--epochs 20] [--runs 300] [--results OUT.json]
 
 Loads the SMS Spam Collection (effkeras.text.load_sms_spam, stratified 80/20 split, seed
 0), trains three classifiers with the same head (Dense 64 relu -> dropout -> softmax):
@@ -18,7 +18,7 @@ checked to give the same argmax), .tflite size, the TFLM arena (the recording
 allocator's total, and measure_arena run in a child process), and host
 latency medians (LiteRT XNNPACK 1 thread and TFLM), timed interleaved on real test inputs
 in one run; plus the projection's own time (C projector via ctypes, and Python).
-Prints the machine and date first; writes the markdown table to --markdown if given.
+Prints the machine and date first; writes the results file to --results if given.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402
 from _machine import machine_lines as machine  # noqa: E402
-from _section import write_section  # noqa: E402
 
 EMBED_VOCAB = 10_000
 MAX_TOKENS = 64
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="folder with SMSSpamCollection.gz")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--markdown", default=None)
+    parser.add_argument("--results", default=None, help="write the results file here (benchmarks/results/text.json)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -242,12 +242,28 @@ def main(argv: list[str] | None = None) -> int:
     ]
     table = "\n".join(lines + extra)
     print(table)
-    if args.markdown:
-        heading = "## Text without embedding tables: SGNN and PRADO vs an embedding baseline (SMS spam)"
-        command = ".venv/bin/python bench/text.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_section(args.markdown, "\n\n".join(
-            [heading, f"Command: `{command.strip()}`", "\n".join(machine()), table]), "text")
+    if args.results:
+        command = "benchmarks/text.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        md = "\n\n".join([f"## {TITLE}", f"Command: `{command.strip()}`", "\n".join(machine()), table])
+        raw = {k: {kk: vv for kk, vv in r.items() if not isinstance(vv, (bytes, np.ndarray)) and not kk.startswith("q_")}
+               for k, r in rows.items()}
+        results.save(args.results, results.build("text", title=TITLE, markdown=md, headline=headline(rows),
+                                                 script_command=command.strip(), raw=raw))
     return 0
+
+
+TITLE = "Text without embedding tables: SGNN and PRADO vs an embedding baseline (SMS spam)"
+
+
+def headline(rows: dict) -> list[dict]:
+    """Size against the embedding baseline and the int8 accuracy lost: 10x smaller within 1 point."""
+    base = rows["baseline"]
+    each = {n: (base["size"] / rows[n]["size"], 100 * (rows[n]["acc"] - base["acc"])) for n in ("sgnn", "prado")}
+    ok = [ratio >= 10 and gap >= -1 for ratio, gap in each.values()]
+    return [results.headline_row(
+        "projection text models (SMS spam), int8",
+        "; ".join(f"{n.upper()} {ratio:.1f}x smaller, {gap:+.2f} pt" for n, (ratio, gap) in each.items()),
+        "10x smaller than the embedding baseline within 1 pt", "yes" if all(ok) else ("partly" if any(ok) else "no"))]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Two halves:
 
-1. Training (``bench/survey_train.py``, any Keras backend; the full run used JAX on a GPU):
+1. Training (``benchmarks/survey_train.py``, any Keras backend; the full run used JAX on a GPU):
    the survey recipe (ReLU then BN, augmentation, Adam 1e-3, L2 2e-4) at widths 0.05,
    0.25, 0.5, 1.0 and the width-1.4 teacher; effkeras's float students (Conv->BN->ReLU,
    same augmentation, logits distillation from the teacher with keras.distillation), then
@@ -14,9 +14,9 @@ Two halves:
    .tflite with LiteRT on the JPEG CIFAR-10 test set, measures the TFLM arena and the
    nano33ble estimate, writes a BENCHMARKS.md section and tflite_models/ entries.
 
-    .venv/bin/python bench/survey.py --weights build/survey/weights --data ../shared/data \\
-        --markdown BENCHMARKS.md --models tflite_models
-    .venv/bin/python bench/survey.py --smoke           # CI: tiny, random data, < 1 min
+    .venv/bin/python benchmarks/survey.py --weights build/survey/weights --data ../shared/data \\
+        --results tflite_models/survey/results.json --models tflite_models
+    .venv/bin/python benchmarks/survey.py --smoke           # CI: tiny, random data, < 1 min
 
 ``main(argv)`` is the entry point the bench runner calls.
 """
@@ -37,8 +37,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import results  # noqa: E402
 import survey_models as sm  # noqa: E402
-from _section import write_section  # noqa: E402
 from _usage import BadInput, run_main  # noqa: E402
 
 
@@ -306,7 +306,7 @@ def met(survey, eff, size_key="int8_bytes") -> bool:
 
 def tfmot_qat(model, x_tr, y_tr, qat_samples: int, qat_epochs: int, seed: int = 0, per_channel: bool = True) -> dict:
     """tfmot QAT of the same float (logits) model, on the same images as
-    :func:`effkeras_qat`, in a tf_keras child process (``bench/_tfmot_functional.py``, which
+    :func:`effkeras_qat`, in a tf_keras child process (``benchmarks/_tfmot_functional.py``, which
     rebuilds the graph from ``model.get_config()`` and checks its logits; ``per_channel=False``:
     the default 8-bit scheme with ``disable_per_axis=True``). Returns
     ``{"tfmot_tflite": bytes}`` or ``{"tfmot_error": text}``."""
@@ -408,8 +408,49 @@ def _b(v):
     return "-" if v is None else f"{v:,}"
 
 
+TITLE = "Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras"
+
+
+def headline(rows) -> list[dict]:
+    """The suite's rows of the headline table: the half-size target per width, QAT against tfmot."""
+    each = [f"width {r['width']}: {r['effkeras']['int8_bytes'] / 1000:.1f} KB {_pct(r['effkeras']['int8_acc'])} vs "
+            f"{r['survey']['int8_bytes'] / 1000:.1f} KB {_pct(r['survey']['int8_acc'])}"
+            for r in rows if "int8_bytes" in r["effkeras"]]
+    hits = [bool(r["target_met"]) for r in rows]
+    out = [results.headline_row(
+        "survey CIFAR-10 CNN: effkeras vs the survey's recipe, same width", "; ".join(each) or "no effkeras model",
+        "the survey's int8 accuracy at half its size, every width",
+        "yes" if all(hits) and each else ("partly" if any(hits) else "no"))]
+    gaps = sorted(100 * (ee["qat_acc"] - ee["tfmot_acc"]) for r in rows
+                  for ee in (r["effkeras"], r.get("effkeras_budget", {})) if "qat_acc" in ee and "tfmot_acc" in ee)
+    if gaps:
+        out.append(results.headline_row(
+            "survey CIFAR-10 CNN: effkeras QAT vs tfmot QAT of the same pruned models",
+            f"{gaps[0]:+.1f} to {gaps[-1]:+.1f} pt ({len(gaps)} models, medians of the QAT runs)", "at least tfmot",
+            "yes" if gaps[0] >= 0 else ("partly" if gaps[-1] >= 0 else "no")))
+    return out
+
+
+def _file_cell(ee: dict) -> str:
+    return "-" if "int8_bytes" not in ee else f"{ee['int8_bytes'] / 1000:.1f} KB, {_pct(ee['int8_acc'])}"
+
+
+def summary(rows) -> dict:
+    """One line a width: the survey recipe's int8 file beside effkeras's two."""
+    out = []
+    cell = _file_cell
+    for r in rows:
+        s, e, b = r["survey"], r["effkeras"], r.get("effkeras_budget", {})
+        out.append([str(r["width"]), f"{s['int8_bytes'] / 1000:.1f} KB, {_pct(s['int8_acc'])}", cell(e), cell(b),
+                    "met" if r["target_met"] else "not met"])
+    return {"title": "int8 files per width (LiteRT accuracy on the test set):",
+            "columns": ["width", "survey recipe", "effkeras, same width", "effkeras, within half the size",
+                        "target (same width)"],
+            "rows": out}
+
+
 def markdown(rows, info) -> str:
-    L = [f"## Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras (`{info['command']}`)", ""]
+    L = [f"## {TITLE} (`{info['command']}`)", ""]
     L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
           f"- data: {info['data']}", ""]
     L += ["| width | recipe | float KB | float acc | int8 KB | int8 acc | arena KB | nano33ble ms | int8 how | target |",
@@ -551,12 +592,12 @@ def parse(argv):
     p.add_argument("--qat-repeats", type=int, default=1,
                    help="QAT runs per model (seeds 0..N-1), effkeras and tfmot; the median run is reported")
     p.add_argument("--limit-test", type=int)
-    p.add_argument("--markdown", help="file to write the section into (BENCHMARKS.md)")
+    p.add_argument("--results", help="write the results file here (tflite_models/survey/results.json)")
     p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models)")
     p.add_argument("--json", help="write the raw results here")
     p.add_argument("--training", default="see the JSON files beside the weights")
     p.add_argument("--render", metavar="RESULTS_JSON",
-                   help="only rewrite the --markdown section from a --json file of an earlier run")
+                   help="only rewrite the --results file from the results (or --json) file of an earlier run")
     args = p.parse_args(argv)
     if args.qat_repeats < 1:
         p.error(f"--qat-repeats must be 1 or more (QAT runs per model). Received: {args.qat_repeats}")
@@ -570,10 +611,10 @@ def main(argv=None) -> int:
             raise BadInput(f"--render needs the --json file of an earlier run. Received: {args.render!r}")
         with open(args.render) as f:
             saved = json.load(f)
-        md = markdown(saved["rows"], saved["info"])
-        print(md)
-        if args.markdown:
-            write_section(args.markdown, md, "survey")
+        saved = saved.get("raw") or saved  # a results file keeps the raw rows under "raw"
+        if not isinstance(saved, dict) or "rows" not in saved or "info" not in saved:
+            raise BadInput(f"--render needs a file with the raw rows of an earlier run. Received: {args.render!r}")
+        save_results(args.results, saved["rows"], saved["info"])
         return 0
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     t0 = time.time()
@@ -598,7 +639,7 @@ def main(argv=None) -> int:
             for w in args.widths.split(",")]
     teacher = meta.get("teacher", {})
     info = {
-        "command": "bench/survey.py --smoke" if args.smoke else "bench/survey.py " + " ".join(argv or sys.argv[1:]),
+        "command": "benchmarks/survey.py --smoke" if args.smoke else "benchmarks/survey.py " + " ".join(argv or sys.argv[1:]),
         "mode": "smoke (1 epoch per stage on random data: the numbers mean nothing)" if args.smoke else "full",
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": " ".join(platform.uname()[:3]) + f", {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -618,10 +659,7 @@ def main(argv=None) -> int:
     }
     for r in rows:
         r["survey"]["float_acc"] = round(r["survey"]["float_acc"], 4)
-    md = markdown(rows, info)
-    print(md)
-    if args.markdown:
-        write_section(args.markdown, md, "survey")
+    save_results(args.results, rows, info)
     if args.models:
         print("models:", write_models(rows, args.models, info))
     if args.json:
@@ -631,6 +669,18 @@ def main(argv=None) -> int:
                                               for r in rows]}, f, indent=1, default=str)
     print(f"survey suite done in {time.time() - t0:.0f}s")
     return 0
+
+
+def save_results(path: str | None, rows, info) -> None:
+    """Print the run's Markdown; with ``path``, write the suite's results file."""
+    md = markdown(rows, info)
+    print(md)
+    if path:
+        raw = {"info": info, "rows": [{k: ({kk: vv for kk, vv in v.items() if kk != "_tflite"}
+                                          if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]}
+        results.save(path, results.build("survey", title=TITLE, markdown=md, headline=headline(rows),
+                                         summary=summary(rows), script_command=info["command"], raw=raw,
+                                         date=info["when"]))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Quantization-aware training: effkeras vs PTQ vs tensorflow-model-optimization.
 
-    .venv/bin/python bench/qat.py [--datasets mnist cifar10] [--archs cnn mobilenet]
+    .venv/bin/python benchmarks/qat.py [--datasets mnist cifar10] [--archs cnn mobilenet]
         [--float-epochs 5] [--qat-epochs 2] [--cifar-train 10000] [--cifar-test 2000]
-        [--data-dir ../shared/data] [--markdown OUT.md] [--json OUT.json]
+        [--data-dir ../shared/data] [--results OUT.json] [--json OUT.json]
 
 For each dataset and architecture (a conv+BN+ReLU CNN and a depthwise-separable
-MobileNet-style model, bench/_qat_models.py) it
+MobileNet-style model, benchmarks/_qat_models.py) it
 
 1. trains the float Keras 3 model and measures its test accuracy;
 2. converts it to float32 .tflite and to int8 with post-training quantization
@@ -14,7 +14,7 @@ MobileNet-style model, bench/_qat_models.py) it
    folded, trained with batch statistics, frozen only with --freeze-bn-epoch) and
    converts it with no representative data;
 4. runs the same fine-tuning with tensorflow-model-optimization in a child process
-   (bench/_tfmot_qat.py, tf_keras, same architecture, float weights, data, epochs,
+   (benchmarks/_tfmot_qat.py, tf_keras, same architecture, float weights, data, epochs,
    optimizer and batch size);
 5. measures every int8 model's accuracy in LiteRT (built-in kernels, which TFLM
    matches), and the median training step time of float vs QAT for each library,
@@ -40,9 +40,9 @@ from _machine import default_data_dir  # noqa: E402
 sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import results  # noqa: E402
 from _machine import machine_lines as machine  # noqa: E402
 from _qat_models import BUILDERS, median, timed_steps  # noqa: E402
-from _section import write_section  # noqa: E402
 
 
 def litert_accuracy(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -135,8 +135,41 @@ def run_one(ds, arch: str, args) -> dict:
     return row
 
 
+TITLE = "QAT: effkeras vs PTQ vs tfmot"
+
+
+def _span(values) -> str:
+    v = sorted(values)
+    return f"{v[0]:+.2f} pt" if len(v) == 1 else f"{v[0]:+.2f} to {v[-1]:+.2f} pt"
+
+
+def headline(rows: list[dict]) -> list[dict]:
+    """QAT against float (MNIST, 0.3 pt), against tfmot, and its step time (1.3x float)."""
+    out = []
+    mnist = [100 * (r["qat_acc"] - r["float_acc"]) for r in rows if r["dataset"] == "mnist"]
+    if mnist:
+        out.append(results.headline_row("QAT int8 vs float (MNIST)", _span(mnist), "within 0.3 pt",
+                                        "yes" if all(abs(g) <= 0.3 for g in mnist) else "no"))
+    vs = {}
+    for r in rows:
+        if "tfmot_acc" in r:
+            vs.setdefault(r["dataset"], []).append(100 * (r["qat_acc"] - r["tfmot_acc"]))
+    if vs:
+        ok = [g >= 0 for gs in vs.values() for g in gs]
+        out.append(results.headline_row(
+            "QAT int8 vs tfmot QAT int8", "; ".join(f"{d} {_span(g)}" for d, g in vs.items()), "at least tfmot",
+            "yes" if all(ok) else ("partly" if any(ok) else "no")))
+    steps = sorted(r["qat_ms"] / r["float_ms"] for r in rows)
+    tf = sorted(r["tfmot_qat_ms"] / r["tfmot_float_ms"] for r in rows if "tfmot_acc" in r)
+    out.append(results.headline_row(
+        "QAT step time vs float", f"effkeras {steps[0]:.2f}-{steps[-1]:.2f}x"
+        + (f" (tfmot {tf[0]:.2f}-{tf[-1]:.2f}x its own)" if tf else ""), "<= 1.3x",
+        "yes" if steps[-1] <= 1.3 else ("partly" if steps[0] <= 1.3 else "no")))
+    return out
+
+
 def markdown(rows: list[dict], args, header: list[str]) -> str:
-    out = [f"## QAT: effkeras vs PTQ vs tfmot (`.venv/bin/python bench/qat.py "
+    out = [f"## {TITLE} (`.venv/bin/python benchmarks/qat.py "
            f"{' '.join(args.argv)}`)", "", *header, ""]
     out += ["| dataset (train/test) | model | float acc | PTQ int8 | effkeras QAT int8 | "
             "tfmot QAT int8 | QAT - float | float / int8 KB | step ms float / QAT (x) "
@@ -173,7 +206,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cifar-test", type=int, default=2000)
     parser.add_argument("--timing-steps", type=int, default=40)
     parser.add_argument("--timing-rounds", type=int, default=3)
-    parser.add_argument("--markdown")
+    parser.add_argument("--results", help="write the results file here (benchmarks/results/qat.json)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     args.argv = argv
@@ -196,8 +229,10 @@ def main(argv=None) -> int:
                     json.dump(rows, f, indent=1)
     text = markdown(rows, args, header)
     print(text)
-    if args.markdown:
-        write_section(args.markdown, text, "qat")
+    if args.results:
+        results.save(args.results, results.build(
+            "qat", title=TITLE, markdown=text, headline=headline(rows), raw=rows,
+            script_command="benchmarks/qat.py " + " ".join(argv)))
     return 0
 
 

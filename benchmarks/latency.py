@@ -1,7 +1,7 @@
 """Latency of the demo's float and int8 models on every host target, for BENCHMARKS.md.
 
-    .venv/bin/python bench/latency.py [--float F.tflite --int8 I.tflite] [--runs 200]
-                                      [--cifar] [--markdown OUT.md]
+    .venv/bin/python benchmarks/latency.py [--float F.tflite --int8 I.tflite] [--runs 200]
+                                      [--cifar] [--results OUT.json]
 
 Without --float/--int8 it builds the demo's CNN (effkeras.demo.build_cnn) on the embedded
 digits data, trains it briefly and converts it with effkeras.convert.to_tflite (float32,
@@ -24,8 +24,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402
 from _machine import machine_lines as machine  # noqa: E402
-from _section import write_section  # noqa: E402
 
 TARGETS = (
     ("litert:xnnpack", 1), ("litert:xnnpack", 2),
@@ -96,6 +96,24 @@ def table(name: str, float_blob: bytes, int8_blob: bytes, runs: int, warmup: int
     return lines + [""]
 
 
+TITLE = "Latency: float vs int8 on every host target"
+
+
+def headline(tables: list[dict]) -> list[dict]:
+    """int8 against float on LiteRT with one thread, for the largest model measured (the last table)."""
+    t = tables[-1]
+    col = t["columns"].index("float/int8")
+    ratio = {r[0]: float(r[col].rstrip("x")) for r in t["rows"] if r[1] == "1"}
+    best = max(("litert:xnnpack", "litert:builtin"), key=lambda k: ratio.get(k, 0.0))
+    met = "yes" if min(ratio.get("litert:xnnpack", 0), ratio.get("litert:builtin", 0)) >= 2 else (
+        "partly" if ratio.get(best, 0) >= 2 else "no")
+    return [results.headline_row(
+        "int8 vs float latency, LiteRT 1 thread",
+        f"built-in kernels {ratio.get('litert:builtin', float('nan')):.2f}x, XNNPACK "
+        f"{ratio.get('litert:xnnpack', float('nan')):.2f}x faster on the {t['title'].split(':')[0]}",
+        "int8 2x faster", met)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--float", dest="float_path")
@@ -104,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--cifar", action="store_true", help="also the CIFAR-10-sized demo CNN")
-    p.add_argument("--markdown", help="write the section to this file")
+    p.add_argument("--results", help="write the results file here (benchmarks/results/latency.json)")
     args = p.parse_args(argv)
-    command = "python bench/latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = [f"## Latency: float vs int8 on every host target (`{command.strip()}`)", "",
+    command = "python benchmarks/latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = [f"## {TITLE} (`{command.strip()}`)", "",
            *machine(), "",
            f"{args.runs} timed runs after {args.warmup} warm-up runs per model and target; "
            "float and int8 timed interleaved in 5 rounds, each in its own child process; "
@@ -126,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         fb, qb = cifar_sized_models()
         out += table("demo CNN at CIFAR-10 size (32x32x3, width 16)", fb, qb, args.runs,
                      args.warmup)
-    if args.markdown:
-        write_section(args.markdown, "\n".join(out), "latency")
+    if args.results:
+        md = "\n".join(out)
+        tables, _ = results.parse_markdown(md)
+        results.save(args.results, results.build("latency", title=TITLE, markdown=md, headline=headline(tables),
+                                                 script_command=command.strip()))
     return 0
 
 

@@ -45,7 +45,7 @@ Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy)
 weights. A time budget (``--deadline``) stops training early; the JSON records the epochs
 that really ran.
 
-    KERAS_BACKEND=jax python bench/mcu_train.py --data .data --out /tmp/mcu \\
+    KERAS_BACKEND=jax python benchmarks/mcu_train.py --data .data --out /tmp/mcu \\
         --plan all --epochs 40 --deadline-in 450
 """
 

@@ -1,4 +1,4 @@
-"""Child process of bench/qat.py: the same QAT run with tensorflow-model-optimization.
+"""Child process of benchmarks/qat.py: the same QAT run with tensorflow-model-optimization.
 
 tfmot only works with Keras 2 (``tf_keras``), which must be selected before TensorFlow is
 imported, so it runs in its own process (``TF_USE_LEGACY_KERAS=1``). The parent passes the
@@ -8,7 +8,7 @@ quantize_model``, trains it as the parent trains the effkeras QAT model, convert
 int8 (no representative data: the fake-quant ranges are in the graph) and writes the
 .tflite plus a JSON of step times. Float and QAT training steps are timed interleaved.
 
-    TF_USE_LEGACY_KERAS=1 python bench/_tfmot_qat.py IN.npz OUT_DIR --arch cnn --epochs 2
+    TF_USE_LEGACY_KERAS=1 python benchmarks/_tfmot_qat.py IN.npz OUT_DIR --arch cnn --epochs 2
 """
 
 from __future__ import annotations

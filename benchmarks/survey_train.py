@@ -23,7 +23,7 @@ Every job writes ``<out>/<job>.json`` (epochs run, seconds, float test accuracy)
 weights; a time budget (``--deadline``, absolute UNIX time) stops training early, and the
 JSON records how many epochs really ran.
 
-    KERAS_BACKEND=jax python bench/survey_train.py --data .data --out /tmp/survey \\
+    KERAS_BACKEND=jax python benchmarks/survey_train.py --data .data --out /tmp/survey \\
         --plan float --epochs 30 --deadline-in 480
 """
 

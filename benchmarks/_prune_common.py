@@ -1,7 +1,7 @@
-"""What bench/prune.py and its tfmot child share: architectures, schedules, step timing.
+"""What benchmarks/prune.py and its tfmot child share: architectures, schedules, step timing.
 
 Nothing here imports Keras: each function takes the ``keras`` module it should use
-(Keras 3 in bench/prune.py, ``tf_keras`` in bench/_tfmot_prune.py), so both frameworks
+(Keras 3 in benchmarks/prune.py, ``tf_keras`` in benchmarks/_tfmot_prune.py), so both frameworks
 build the same layers in the same order and can exchange weights with get_weights().
 """
 

@@ -1,10 +1,10 @@
 """Pruning benchmark for BENCHMARKS.md: effkeras.prune against tensorflow-model-optimization.
 
-    .venv/bin/python bench/prune.py [--datasets mnist,cifar10] [--quick]
-                                    [--markdown OUT.md] [--json OUT.json]
+    .venv/bin/python benchmarks/prune.py [--datasets mnist,cifar10] [--quick]
+                                    [--results OUT.json] [--json OUT.json]
 
 For each dataset (MNIST: 10k train / 10k test; CIFAR-10: a 10k / 2k subset by default,
-decoded from JPEG, so slightly lossy) it trains a small CNN (bench/_prune_common.ARCHS)
+decoded from JPEG, so slightly lossy) it trains a small CNN (benchmarks/_prune_common.ARCHS)
 in float with Keras 3, then, from those same float weights, with the same data, epochs,
 optimizer and schedules:
 
@@ -14,7 +14,7 @@ optimizer and schedules:
   -9 sizes of the float, int8 and pruned int8 .tflite; channel pruning to 50% with
   ``strip_pruning`` removing the filters: MACs and LiteRT latency before/after
   (effkeras.bench.compare, 1 thread, interleaved);
-- tfmot (tf_keras, in a child process, bench/_tfmot_prune.py): the float control and the
+- tfmot (tf_keras, in a child process, benchmarks/_tfmot_prune.py): the float control and the
   same pruning runs, accuracy of the stripped model;
 - training step time, float vs pruned, each framework timed interleaved in its own
   process (median ms per step over several rounds, callbacks included).
@@ -37,6 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import results as results_file  # noqa: E402
 from _machine import default_data_dir, machine  # noqa: E402
 from _prune_common import (  # noqa: E402
     CONFIGS,
@@ -47,7 +48,6 @@ from _prune_common import (  # noqa: E402
     make_schedule,
     schedule_args,
 )
-from _section import write_section  # noqa: E402
 
 DATA_DIR = default_data_dir()
 SETTINGS = {
@@ -227,8 +227,50 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+TITLE = "Pruning: effkeras.prune vs tensorflow-model-optimization"
+
+
+def headline(results: list[dict]) -> list[dict]:
+    """Step time, accuracy against tfmot, channel-pruning speed-up, and pruned + int8 gzip size."""
+    row = results_file.headline_row
+    out = []
+    step = {r["dataset"]: r["step_ms"]["pruned"]["median_ms"] / r["step_ms"]["float"]["median_ms"] for r in results}
+    out.append(row("pruning step time vs float", ", ".join(f"{d} {v:.2f}x" for d, v in step.items()), "<= 1.15x",
+                   "yes" if max(step.values()) <= 1.15 else ("partly" if min(step.values()) <= 1.15 else "no")))
+    gaps, noise = [], []
+    for r in results:
+        ef, tm, n = r["runs"], r["tfmot"]["runs"], r["test"]
+        for name, _, _ in CONFIGS:
+            if name.startswith("unstructured") or name == "2:4":
+                p = ef[name]["accuracy"]
+                gaps.append(100 * (p - tm[name]["accuracy"]))
+                noise.append(200 * (2 * p * (1 - p) / n) ** 0.5)  # 2 standard errors of a difference
+    ok = [g >= -z for g, z in zip(gaps, noise, strict=True)]
+    out.append(row("pruning accuracy vs tfmot (unstructured 50-90%, 2:4)",
+                   f"effkeras - tfmot {min(gaps):+.2f} to {max(gaps):+.2f} pt over {len(gaps)} runs",
+                   "not below tfmot by more than 2 standard errors", "yes" if all(ok) else "no"))
+    for r in results:
+        c, f = r["runs"]["channel 50%"], r["runs"]["float"]
+        lat = c["latency_ms"]
+        speed = {f"{t} {k}": lat[t][f"{k}_before"] / lat[t][f"{k}_after"] for t in lat for k in ("float", "int8")}
+        lost = 100 * (f["accuracy"] - c["accuracy"])
+        fast = [v >= 1.6 for v in speed.values()]
+        out.append(row(f"channel pruning 50% ({r['dataset']})",
+                       f"{c['macs_before'] / c['macs_after']:.2f}x fewer MACs; "
+                       + ", ".join(f"{k} {v:.2f}x" for k, v in speed.items()) + f"; {-lost:+.2f} pt",
+                       "1.6x faster at < 1 pt lost",
+                       "yes" if all(fast) and lost < 1 else ("partly" if any(fast) and lost < 1 else "no")))
+        e80 = r["runs"]["unstructured 80%"]
+        ratio = f["tflite_float_gzip"] / e80["tflite_int8_gzip"]
+        diff = 100 * (e80["int8_accuracy"] - f["accuracy"])
+        out.append(row(f"pruned 80% + int8, gzip ({r['dataset']})", f"{ratio:.1f}x smaller than float gzip, "
+                       f"{diff:+.2f} pt", "10x within 1 pt",
+                       "yes" if ratio >= 10 and diff > -1 else ("partly" if ratio >= 10 or diff > -1 else "no")))
+    return out
+
+
 def markdown(results: list[dict], info: dict, command: str, quick: bool) -> str:
-    lines = [f"## Pruning: effkeras.prune vs tensorflow-model-optimization (`{command}`)", ""]
+    lines = [f"## {TITLE} (`{command}`)", ""]
     lines += [f"- machine: `{info['uname']}`", f"- CPU: {info['cpu']}; nproc: {info['nproc']}",
               f"- Python {info['python']}; date: {info['date']}",
               f"- run: {'QUICK smoke test, not for quoting' if quick else 'full (as below)'}",
@@ -313,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float-epochs", type=int, help="override the float training epochs")
     parser.add_argument("--finetune-epochs", type=int,
                         help="override the epochs of every fine-tuning/pruning run")  # fmt: skip
-    parser.add_argument("--markdown")
+    parser.add_argument("--results", help="write the results file here (benchmarks/results/prune.json)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     info = machine()
@@ -325,11 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("float_epochs", args.float_epochs),
                                    ("finetune_epochs", args.finetune_epochs)) if v is not None}  # fmt: skip
     results = [run_dataset(d, args.quick, log, overrides) for d in args.datasets.split(",")]
-    command = ".venv/bin/python bench/prune.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ".venv/bin/python benchmarks/prune.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(results, info, command.strip(), args.quick)
     print(text)
-    if args.markdown:
-        write_section(args.markdown, text, "prune")
+    if args.results:
+        results_file.save(args.results, results_file.build(
+            "prune", title=TITLE, markdown=text, headline=headline(results), script_command=command.strip(),
+            raw={"machine": info, "results": results}, date=info["date"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=2, default=float)

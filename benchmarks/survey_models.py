@@ -1,7 +1,7 @@
 """The survey's CIFAR-10 CNN family, shared by the GPU training script and the host suite.
 
-Keras + numpy only (any backend), so ``bench/survey_train.py`` runs it under JAX on a GPU
-and ``bench/survey.py`` rebuilds the same models under TensorFlow to convert them.
+Keras + numpy only (any backend), so ``benchmarks/survey_train.py`` runs it under JAX on a GPU
+and ``benchmarks/survey.py`` rebuilds the same models under TensorFlow to convert them.
 
 The survey's notebook (checked against its published .tflite files: the first block keeps
 32 filters at every width, convolutions use 'same' padding and a bias, BatchNorm comes

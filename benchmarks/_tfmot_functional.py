@@ -13,7 +13,7 @@ Layers it rebuilds: InputLayer, Conv2D, DepthwiseConv2D, BatchNormalization, ReL
 AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, Flatten, Dropout, Dense, Softmax;
 anything else exits with code 2 naming the layer.
 
-    TF_USE_LEGACY_KERAS=1 python bench/_tfmot_functional.py IN.npz OUT_DIR --epochs 1
+    TF_USE_LEGACY_KERAS=1 python benchmarks/_tfmot_functional.py IN.npz OUT_DIR --epochs 1
 """
 
 from __future__ import annotations

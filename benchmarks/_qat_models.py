@@ -1,4 +1,4 @@
-"""Model builders and a step timer shared by bench/qat.py and its tfmot child process.
+"""Model builders and a step timer shared by benchmarks/qat.py and its tfmot child process.
 
 Every builder takes the Keras module to build with (``keras`` for Keras 3 and effkeras,
 ``tf_keras`` for tensorflow-model-optimization), so both libraries train the exact same

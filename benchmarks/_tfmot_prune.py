@@ -1,9 +1,9 @@
-"""Child process of bench/prune.py: the same pruning runs with tensorflow-model-optimization.
+"""Child process of benchmarks/prune.py: the same pruning runs with tensorflow-model-optimization.
 
 tfmot works only with Keras 2 (``tf_keras``), chosen before TensorFlow is imported, so it
 runs in its own process (``TF_USE_LEGACY_KERAS=1``). The parent passes data, trained float
 weights and settings in a temporary .npz; this process rebuilds the same architecture in
-tf_keras (bench/_prune_common.py), then:
+tf_keras (benchmarks/_prune_common.py), then:
 
 1. times float and pruned training steps, interleaved, in this process;
 2. fine-tunes the float model the same number of epochs (the control);
@@ -12,7 +12,7 @@ tf_keras (bench/_prune_common.py), then:
    whose input channels are not a multiple of 4 left dense, as effkeras does), fine-tunes
    with ``UpdatePruningStep``, strips, and records test accuracy and kernel sparsity.
 
-    TF_USE_LEGACY_KERAS=1 python bench/_tfmot_prune.py IN.npz OUT.json
+    TF_USE_LEGACY_KERAS=1 python benchmarks/_tfmot_prune.py IN.npz OUT.json
 """
 
 from __future__ import annotations

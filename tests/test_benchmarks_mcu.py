@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCH)
 
 
@@ -34,15 +34,21 @@ def test_mcu_suite_smoke(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     import mcu
+    import results
 
-    md = tmp_path / "BENCHMARKS.md"
-    md.write_text("# Benchmarks\n\nother suites stay\n")
+    res = tmp_path / "results.json"
     models = tmp_path / "mcu"
     out = tmp_path / "r.json"
-    assert mcu.main(["--smoke", "--markdown", str(md), "--models", str(models), "--json", str(out)]) == 0
-    text = md.read_text()
-    assert "other suites stay" in text and "<!-- mcu-suite:end -->" in text and "smoke" in text
+    assert mcu.main(["--smoke", "--results", str(res), "--models", str(models), "--json", str(out)]) == 0
+    doc = results.load(str(res))  # the schema holds: headline, summary, tables, notes
+    assert doc["suite"] == "mcu" and doc["script_command"] == "benchmarks/mcu.py --smoke"
+    assert doc["headline"][0]["met"] in ("yes", "no") and "B" in doc["headline"][0]["result"]
+    assert [r[0] for r in doc["summary"]["rows"]][:2] == [
+        "reference (best full-size on the selection images)", "chosen half-size"]
+    assert doc["raw"]["info"]["mode"].startswith("smoke")
+    assert any("tfmot QAT" in t["columns"] for t in doc["tables"])  # tfmot beside effkeras, parsed
     rows = json.loads(out.read_text())["rows"]
+    assert doc["raw"]["rows"] == json.loads(json.dumps(rows))
     full = next(r for r in rows if r["stem"] == "full")
     assert full["macs"] == 12_501_632 and full["int8_bytes"] > 0
     host = next(r for r in rows if r["stem"].endswith("+prune0.1"))
@@ -52,7 +58,6 @@ def test_mcu_suite_smoke(tmp_path):
     assert full["qat_bytes"] > 0 and 0 <= full["qat_acc"] <= 1
     assert full["tfmot_bytes"] > 0 and 0 <= full["tfmot_acc"] <= 1, full.get("tfmot_error")
     assert len(full["qat_accs"]) == len(full["tfmot_accs"]) == 2  # the smoke repeats QAT twice
-    assert "| tfmot QAT |" in text
     # --per-tensor: the same model with one weight scale per kernel, 24 B a channel smaller, QAT'd too
     narrow = next(r for r in rows if r["stem"] == "narrow_12_22_42")
     pt = next(r for r in rows if r["stem"] == "narrow_12_22_42+pt")

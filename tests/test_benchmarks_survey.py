@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCH)
 
 import survey_models as sm  # noqa: E402
@@ -46,20 +46,22 @@ def test_survey_architecture_matches_published_shapes():
 def test_survey_suite_smoke(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
+    import results
     import survey
 
-    md = tmp_path / "BENCHMARKS.md"
-    md.write_text("# Benchmarks\n\nother suites stay\n")
+    res = tmp_path / "results.json"
     models = tmp_path / "models"
     out = tmp_path / "r.json"
     models.mkdir()
     stale = models / "survey_w05_effkeras_budget_int8.tflite"  # from an earlier run, not rewritten
     stale.write_bytes(b"old")
     (models / "unrelated.tflite").write_bytes(b"keep")
-    assert survey.main(["--smoke", "--markdown", str(md), "--models", str(models), "--json", str(out)]) == 0
+    assert survey.main(["--smoke", "--results", str(res), "--models", str(models), "--json", str(out)]) == 0
     assert not stale.exists() and (models / "unrelated.tflite").exists()
-    text = md.read_text()
-    assert "other suites stay" in text and "<!-- survey-suite:begin -->" in text and "smoke" in text
+    doc = results.load(str(res))
+    text = results.full_markdown(doc)
+    assert doc["suite"] == "survey" and "smoke" in doc["raw"]["info"]["mode"] and "smoke" in text
+    assert doc["headline"][0]["met"] in ("yes", "no", "partly") and doc["summary"]["rows"][0][0] == "0.05"
     side = json.loads((models / "survey_w005_effkeras_int8.json").read_text())
     assert side["size_bytes"] == os.path.getsize(models / "survey_w005_effkeras_int8.tflite")
     assert side["arena_bytes"] and side["arena_bytes"] > 0
@@ -72,9 +74,10 @@ def test_survey_suite_smoke(tmp_path):
     # every candidate says how its student was distilled (the smoke student: effkeras.distill, KL)
     assert all(c["student_kd"] == "kl" for c in cands) and "KL-distilled student" in text
     assert all(0.0 <= c["selection_acc"] <= 1.0 for c in cands)
-    again = tmp_path / "again.md"  # --render rewrites the section from the JSON alone
-    assert survey.main(["--render", str(out), "--markdown", str(again)]) == 0
-    assert "<!-- survey-suite:end -->" in again.read_text() and "Every pruned candidate" in again.read_text()
+    again = tmp_path / "again.json"  # --render rewrites the results from an earlier results file alone
+    assert survey.main(["--render", str(res), "--results", str(again)]) == 0
+    redone = results.load(str(again))
+    assert redone["tables"] == doc["tables"] and "Every pruned candidate" in results.full_markdown(redone)
     eff = rows[0]["effkeras"]
     # the smoke runs QAT twice (seeds 0, 1) and quotes the lower median, with both runs' range
     assert len(eff["qat_accs"]) == 2 and eff["qat_acc"] == min(eff["qat_accs"]) and "2 runs)" in text

@@ -12,7 +12,7 @@ STRICT_POINTS) and the gap to the test-best full-size row are reported beside th
 
 Two halves:
 
-1. Training (``bench/mcu_train.py``, any Keras backend; the full run used JAX on a GPU):
+1. Training (``benchmarks/mcu_train.py``, any Keras backend; the full run used JAX on a GPU):
    ResNet-8 16/32/64 and a narrower ResNet-8 (12/22/42, the half-size budget) on labels;
    the narrow one distilled from the full one; the full one channel-pruned with
    ``effkeras.prune`` (``structure="channel"``, stripped); any of these distilled again
@@ -26,9 +26,9 @@ Two halves:
    TFLM arena and the nano33ble estimate, writes a BENCHMARKS.md section and
    tflite_models/mcu/ entries.
 
-    .venv/bin/python bench/mcu.py --weights build/mcu/weights --data ../shared/data \\
-        --markdown BENCHMARKS.md --models tflite_models/mcu
-    .venv/bin/python bench/mcu.py --smoke           # CI: tiny, random data, about 1-2 min on 2 cores
+    .venv/bin/python benchmarks/mcu.py --weights build/mcu/weights --data ../shared/data \\
+        --results tflite_models/mcu/results.json --models tflite_models/mcu
+    .venv/bin/python benchmarks/mcu.py --smoke           # CI: tiny, random data, about 1-2 min on 2 cores
 
 ``main(argv)`` is the entry point the bench runner calls.
 """
@@ -50,8 +50,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import results  # noqa: E402
 import survey_models as sm  # noqa: E402
-from _section import write_section  # noqa: E402
 from _usage import BadInput, run_main  # noqa: E402
 from survey import (  # noqa: E402
     SELECTION_SAMPLES,
@@ -328,9 +328,12 @@ def seed_medians(rows) -> list[dict]:
     return out
 
 
+TITLE = "Microcontroller suite: MLPerf Tiny ResNet-8 on CIFAR-10, full vs half size"
+
+
 def markdown(rows, info) -> str:
     full, half, met = choose(rows)
-    L = [f"## Microcontroller suite: MLPerf Tiny ResNet-8 on CIFAR-10, full vs half size (`{info['command']}`)", ""]
+    L = [f"## {TITLE} (`{info['command']}`)", ""]
     L += [f"- run: **{info['mode']}**; {info['when']}", f"- host: `{info['machine']}`; training: {info['training']}",
           f"- data: {info['data']}",
           f"- reference: MLPerf Tiny ResNet-8 int8, {REFERENCE_BYTES:,} B, {REFERENCE_ACC:.1%} on the real CIFAR-10 "
@@ -398,6 +401,54 @@ def markdown(rows, info) -> str:
         L += [""]
     L += [*info["notes"]]
     return "\n".join(L)
+
+
+def headline(rows) -> list[dict]:
+    """The suite's rows of the headline table: the target's two readings and QAT against tfmot."""
+    full, half, met = choose(rows)
+    if full is None or half is None:
+        return [results.headline_row(
+            "microcontroller: ResNet-8 at half the MLPerf Tiny file", "no full-size or no half-size row was measured",
+            f"MLPerf Tiny's accuracy class at <= {HALF_BUDGET:,} B", "no")]
+    out = [
+        results.headline_row(
+            f"microcontroller: best model <= {HALF_BUDGET:,} B (half the MLPerf Tiny ResNet-8 file)",
+            f"{half['int8_bytes']:,} B, {_pct(half['int8_acc'])} = {half['int8_acc'] / full['int8_acc']:.1%} of the "
+            f"full ResNet-8's {_pct(full['int8_acc'])}",
+            f"MLPerf Tiny's accuracy class ({CLASS_RATIO:.2%} of the full model)", "yes" if met else "no"),
+        results.headline_row(
+            "microcontroller: the same model, stricter reading",
+            f"{100 * (half['int8_acc'] - full['int8_acc']):+.2f} pt", f"within {STRICT_POINTS:g} point of the full model",
+            "yes" if within_points(half["int8_acc"], full["int8_acc"]) else "no"),
+    ]
+    pairs = [(r["qat_acc"], r["tfmot_acc"]) for r in rows
+             if "qat_acc" in r and "tfmot_acc" in r and r["kind"] == "full"]
+    if pairs:
+        gaps = sorted(100 * (q - t) for q, t in pairs)
+        out.append(results.headline_row(
+            "microcontroller: effkeras QAT vs tfmot QAT (full-size ResNet-8s)",
+            f"{gaps[0]:+.2f} to {gaps[-1]:+.2f} pt over {len(gaps)} models (medians of the QAT runs)",
+            "at least tfmot", "yes" if gaps[0] >= 0 else ("partly" if gaps[-1] >= 0 else "no")))
+    return out
+
+
+def summary(rows) -> dict:
+    """One screen: the reference, the chosen half-size model and the full-size rows it is checked against."""
+    full, half, _ = choose(rows)
+    picked = [r for r in (full, half) if r is not None]
+    best = max((r for r in rows if r["kind"] == "full"), key=lambda r: r["int8_acc"], default=None)
+    base = next((r for r in rows if r["stem"] == "full"), None)
+    picked += [r for r in (best, base) if r is not None and r not in picked]
+    roles = {id(full): "reference (best full-size on the selection images)", id(half): "chosen half-size",
+             id(best): "best full-size on the test set (a check)", id(base): "the 35-epoch full model"}
+    out = []
+    for r in picked:
+        vs = "-" if full is None or r is full else f"{100 * (r['int8_acc'] - full['int8_acc']):+.2f} pt"
+        out.append([roles.get(id(r), ""), r["label"], f"{r['int8_bytes']:,}", _pct(r["int8_acc"]), vs,
+                    _b(r.get("arena_bytes") and round(r["arena_bytes"] / 1000, 1)), r["int8_method"]])
+    return {"title": f"The rows the verdict rests on (of {len(rows)}; all in the results file's first table):",
+            "columns": ["role", "model", "int8 B", "int8 acc", "vs reference", "arena KB", "int8 how"],
+            "rows": out}
 
 
 def write_models(rows, folder: str, info) -> list[str]:
@@ -478,7 +529,7 @@ def parse(argv):
     p.add_argument("--host-prune-samples", type=int, default=10000)
     p.add_argument("--host-prune-epochs", type=int, default=1)
     p.add_argument("--limit-test", type=int)
-    p.add_argument("--markdown", help="file to write the section into (BENCHMARKS.md)")
+    p.add_argument("--results", help="write the results file here (tflite_models/mcu/results.json)")
     p.add_argument("--models", help="folder for the int8 models and their sidecars (tflite_models/mcu)")
     p.add_argument("--json", help="write the raw results here")
     p.add_argument("--training", default="see the JSON files beside the weights")
@@ -518,7 +569,7 @@ def main(argv=None) -> int:
     rows = [r for c in cands
             if (r := run_candidate(*c, args.weights, x_tr, y_tr, x_te, y_te, args, meta)) is not None]
     info = {
-        "command": "bench/mcu.py --smoke" if args.smoke else "bench/mcu.py " + " ".join(argv or sys.argv[1:]),
+        "command": "benchmarks/mcu.py --smoke" if args.smoke else "benchmarks/mcu.py " + " ".join(argv or sys.argv[1:]),
         "mode": "smoke (1 epoch per job on random data: the numbers mean nothing)" if args.smoke else "full",
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": " ".join(platform.uname()[:3]) + f", {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -536,7 +587,7 @@ def main(argv=None) -> int:
             "exact .tflite bytes; params/MACs from effkeras.profiling.profile on the int8 file; arena: exact TFLM "
             "arena on this 64-bit host (add a margin on a 32-bit Cortex-M); nano33ble: effkeras's estimate, not a "
             "measurement.",
-            "- Training recipe (`bench/mcu_train.py`, GPU): all 50,000 JPEG training images, numpy augmentation (flip + "
+            "- Training recipe (`benchmarks/mcu_train.py`, GPU): all 50,000 JPEG training images, numpy augmentation (flip + "
             "integer shift of up to 3 px, reflect), batch 128, Adam 2e-3 with cosine decay, L2 1e-4, 35 epochs (the "
             "MLPerf Tiny reference trains 500); GPU distillation (`distill_12_22_42`): keras.distillation.Distiller "
             "with LogitsDistillation's default loss, which is not a KL divergence (it scored below training on "
@@ -572,8 +623,11 @@ def main(argv=None) -> int:
     }
     md = markdown(rows, info)
     print(md)
-    if args.markdown:
-        write_section(args.markdown, md, "mcu")
+    if args.results:
+        raw = {"info": info, "rows": [{k: v for k, v in r.items() if k != "_tflite"} for r in rows]}
+        results.save(args.results, results.build(
+            "mcu", title=TITLE, markdown=md, headline=headline(rows), summary=summary(rows),
+            script_command=info["command"], raw=raw, date=info["when"]))
     if args.models:
         print("models:", write_models(rows, args.models, info))
     if args.json:
