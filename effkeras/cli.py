@@ -6,6 +6,8 @@
     effkeras profile  MODEL [--board NAME] [--json]
     effkeras carray   MODEL.tflite [--name NAME] [--out DIR] [--force]
     effkeras sketch   MODEL.tflite --out DIR [--board NAME] [--labels a,b,c] [--force]
+                      (a projection text model, whose file stores its projector, gets the
+                      text sketch: Serial text in, class out; [--max-text-bytes N])
     effkeras bench    MODEL --target litert|tflm|android[:SERIAL]|serial:PORT|estimate:BOARD
     effkeras bench compare A.tflite B.tflite ... --target T
     effkeras boards   [--json]
@@ -178,9 +180,19 @@ def cmd_carray(args) -> int:
 
 
 def cmd_sketch(args) -> int:
-    from effkeras.deploy import arduino_sketch
+    from effkeras.convert import read_tflite
+    from effkeras.deploy import arduino_sketch, text_sketch
+    from effkeras.deploy.featurizer import read_projector
 
     _require_file(args.model, ".tflite")
+    model = read_tflite(args.model)
+    projector = read_projector(model)
+    if projector is None and args.max_text_bytes is not None:
+        raise CLIError(
+            f"--max-text-bytes is for projection text models, and {args.model!r} stores no "
+            f"projector (convert it with to_tflite(..., projector=p)). Received: "
+            f"--max-text-bytes {args.max_text_bytes}"
+        )
     labels = None
     if args.labels_file:
         _require_file(args.labels_file, "labels")
@@ -188,11 +200,23 @@ def cmd_sketch(args) -> int:
             labels = [ln.strip() for ln in f if ln.strip()]
     elif args.labels:
         labels = [s.strip() for s in args.labels.split(",")]
-    info = arduino_sketch(
-        args.model, args.out, board=_board_from_args(args) or "nano33ble", name=args.name,
-        labels=labels, force=args.force, arena_size=args.arena_size,
-    )
-    print(f"Arduino sketch written to {info.path}")
+    board = _board_from_args(args) or "nano33ble"
+    if projector is not None:
+        text = text_sketch(
+            model, args.out, projector, board=board, name=args.name, labels=labels,
+            force=args.force, arena_size=args.arena_size,
+            max_text_bytes=args.max_text_bytes or 256,
+        )
+        print(f"Arduino text sketch written to {text.path}")
+        print(f"  projector: {projector!r}")
+        print(f"  max_text_bytes: {text.max_text_bytes}")
+        info = text.sketch
+    else:
+        info = arduino_sketch(
+            model, args.out, board=board, name=args.name,
+            labels=labels, force=args.force, arena_size=args.arena_size,
+        )
+        print(f"Arduino sketch written to {info.path}")
     for k in ("arena_bytes", "arena_size", "ops"):
         if hasattr(info, k):
             print(f"  {k}: {getattr(info, k)}")
@@ -274,7 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_carray)
 
-    p = sub.add_parser("sketch", help="write an Arduino sketch folder for a .tflite")
+    p = sub.add_parser(
+        "sketch",
+        help="write an Arduino sketch folder for a .tflite (a text sketch for a projection "
+             "model, whose file stores its projector)",
+    )
     p.add_argument("model")
     p.add_argument("--out", required=True, help="sketch folder to create")
     _add_board_args(p, "nano33ble")
@@ -283,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-file", help="file with one class label a line")
     p.add_argument("--arena-size", type=_positive_int,
                    help="kTensorArenaSize in bytes (default: measured arena plus margin)")
+    p.add_argument("--max-text-bytes", type=_positive_int,
+                   help="projection text models: the longest line the sketch reads (default 256)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_sketch)
 

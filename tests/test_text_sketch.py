@@ -8,9 +8,13 @@ projection written into the input tensor, and the start-up self-test.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +22,17 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from effkeras.convert import read_tflite, to_tflite  # noqa: E402
+from effkeras.convert import add_metadata, read_metadata, read_tflite, to_tflite  # noqa: E402
 from effkeras.convert.c_array import fnv1a32  # noqa: E402
+from effkeras.deploy.featurizer import (  # noqa: E402
+    PROJECTOR_METADATA,
+    attach_projector,
+    read_projector,
+)
 from effkeras.deploy.text_sketch import expected_input_fnv, projection_to_input, text_sketch  # noqa: E402
-from effkeras.errors import InvalidModelError  # noqa: E402
-from effkeras.text import Projector, build_sgnn, calibration_data  # noqa: E402
+from effkeras.errors import ConversionError, InvalidModelError  # noqa: E402
+from effkeras.runtime import LiteRTRunner, TFLMRunner  # noqa: E402
+from effkeras.text import Projector, build_sgnn, calibration_data, text_model  # noqa: E402
 
 STUBS = Path(__file__).parent / "arduino_stubs"
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-Wall", "-Werror"]
@@ -190,3 +200,178 @@ def test_rejects_a_model_that_does_not_fit_the_projector(tflite, tmp_path):
         text_sketch(
             tflite, tmp_path / "zero", Projector(8, 8, char_ngrams=(2, 3)), max_text_bytes=0
         )
+
+
+# ---- the projector travels in the .tflite file -----------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bare_tflite(projector) -> bytes:
+    """A model on the projection, converted without a projector (no metadata entry)."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(projector.output_shape)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    x = projector(["free prize call now", "see you at lunch"])
+    return to_tflite(
+        model, quantize="int8", representative_data=calibration_data(x), io_dtype="int8"
+    )
+
+
+def test_to_tflite_stores_the_projector_of_a_projection_model(tflite, bare_tflite, projector):
+    assert read_projector(tflite) == projector
+    names = list(read_metadata(tflite))
+    assert names[-1] == PROJECTOR_METADATA and "min_runtime_version" in names
+    assert json.loads(read_metadata(tflite)[PROJECTOR_METADATA]) == {
+        "format": "effkeras.projector",
+        "spec_version": 1,
+        "projector": projector.get_config(),
+    }
+    # A model without a projector gets no entry (its bytes are the converter's).
+    assert read_projector(bare_tflite) is None
+    assert PROJECTOR_METADATA not in read_metadata(bare_tflite)
+
+
+def test_text_model_converts_as_the_model_it_wraps(projector):
+    keras.utils.set_random_seed(0)
+    inner = build_sgnn(projector, 2, bottleneck=8, hidden=4)
+    wrapped = text_model(inner, projector)
+    data = to_tflite(wrapped)
+    assert read_projector(data) == projector
+    assert list(read_tflite(data).inputs[0].shape) == [1, projector.features]
+    with pytest.raises(ConversionError, match=r"disagrees with the projector of model 'sgnn'"):
+        to_tflite(inner, projector=Projector(8, 8, char_ngrams=(2, 3), seed=5))
+    with pytest.raises(ConversionError, match="projector must be"):
+        to_tflite(inner, projector=projector.get_config())
+
+
+def test_attach_projector_keeps_the_model_and_its_results(bare_tflite, projector):
+    data = attach_projector(bare_tflite, projector)
+    assert read_projector(data) == projector
+    before, after = read_tflite(bare_tflite), read_tflite(data)
+    assert after.op_names == before.op_names
+    assert [(t.name, t.shape, t.dtype) for t in after.tensors] == [
+        (t.name, t.shape, t.dtype) for t in before.tensors
+    ]
+    for t_before, t_after in zip(before.tensors, after.tensors, strict=True):
+        a, b = before.tensor_data(t_before), after.tensor_data(t_after)
+        assert (a is None) == (b is None) and (a is None or (a == b).all())
+    # Weight buffers stay 16-byte aligned in the file.
+    for t in after.tensors:
+        if t.is_constant:
+            raw = after.tensor_data(t)
+            start = data.find(raw.tobytes())
+            assert start >= 0 and start % 16 == 0, t.name
+    # LiteRT and TFLite Micro ignore the entry: identical results.
+    x = projector(["win a free prize", "lunch at noon?", ""])
+    for runner in (LiteRTRunner, TFLMRunner):
+        assert (runner(data).predict(x) == runner(bare_tflite).predict(x)).all()
+    # Attaching again replaces the entry.
+    other = Projector(8, 8, char_ngrams=(2, 3), seed=9)
+    again = attach_projector(data, other)
+    assert read_projector(again) == other
+    assert list(read_metadata(again)).count(PROJECTOR_METADATA) == 1
+    with pytest.raises(InvalidModelError, match="does not hold the projector's output"):
+        attach_projector(bare_tflite, Projector(4, 4))
+
+
+def test_metadata_errors(bare_tflite):
+    with pytest.raises(ValueError, match="name='min_runtime_version'"):
+        add_metadata(bare_tflite, "min_runtime_version", b"9")
+    with pytest.raises(ValueError, match="name=''"):
+        add_metadata(bare_tflite, "", b"x")
+    with pytest.raises(InvalidModelError, match="not a TFLite model"):
+        add_metadata(b"\x00" * 16, "a", b"x")
+    data = add_metadata(bare_tflite, "my.entry", b"\x01\x02")
+    assert read_metadata(data)["my.entry"] == b"\x01\x02"
+    broken = add_metadata(bare_tflite, PROJECTOR_METADATA, b"not json")
+    with pytest.raises(InvalidModelError, match="not JSON"):
+        read_projector(broken)
+    newer = add_metadata(
+        bare_tflite,
+        PROJECTOR_METADATA,
+        json.dumps({"format": PROJECTOR_METADATA, "spec_version": 2, "projector": {}}).encode(),
+    )
+    with pytest.raises(InvalidModelError, match="specification version 2"):
+        read_projector(newer)
+
+
+def test_sketch_from_the_file_alone_matches_the_explicit_one(sketch, tflite, tmp_path):
+    # The same bytes (a path would name itself in model.h), no projector argument.
+    alone = text_sketch(tflite, tmp_path / "sms_text", labels=["ham", "spam"], max_text_bytes=200)
+    assert alone.projector == sketch.projector
+    assert sorted(Path(f).name for f in alone.files) == sorted(Path(f).name for f in sketch.files)
+    for f in sketch.files:
+        name = Path(f).name
+        assert Path(alone.path, name).read_bytes() == Path(f).read_bytes(), name
+
+
+def test_sketch_without_or_against_the_stored_projector(tflite, bare_tflite, projector, tmp_path):
+    with pytest.raises(InvalidModelError, match=r"stores no projector .*Pass projector=Projector"):
+        text_sketch(bare_tflite, tmp_path / "none")
+    # A file without the entry still deploys with the projector given.
+    info = text_sketch(bare_tflite, tmp_path / "given", projector)
+    assert info.projector == projector
+    other = Projector(8, 8, char_ngrams=(2, 3), seed=7)  # same shape, other hashes
+    with pytest.raises(InvalidModelError, match=r"disagrees with the projector stored in"):
+        text_sketch(tflite, tmp_path / "other", other)
+    with pytest.raises(TypeError, match="Received: dict"):
+        text_sketch(tflite, tmp_path / "dict", projector.get_config())
+
+
+def test_deploy_side_imports_no_training_code_or_tensorflow(tflite, tmp_path):
+    """text_sketch from a file, with tensorflow, keras and effkeras.text blocked."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(tflite)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import effkeras.deploy.text_sketch
+        def loaded():
+            return sorted(k for k in sys.modules if k.split(".")[0] in ("tensorflow", "keras")
+                          or k == "effkeras.text" or k.startswith("effkeras.text."))
+        assert loaded() == [], loaded()
+        import importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("tensorflow", "keras") or name.startswith("effkeras.text"):
+                    raise ModuleNotFoundError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        from effkeras.deploy import text_sketch
+        info = text_sketch({str(model)!r}, {str(tmp_path / "alone")!r})
+        assert info.projector.features == 64
+        assert loaded() == [], loaded()
+        print("OK")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("OK")
+
+
+def test_cli_sketch_of_a_projection_model_writes_the_text_sketch(
+    tflite, bare_tflite, tmp_path, capsys
+):
+    from effkeras.cli import main
+
+    path = tmp_path / "sms.tflite"
+    path.write_bytes(tflite)
+    out = tmp_path / "sms_cli"
+    assert main(["sketch", str(path), "--out", str(out), "--labels", "ham,spam",
+                 "--max-text-bytes", "120"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "text sketch" in printed and "Projector(" in printed
+    assert (out / "efk_projector.c").exists() and (out / "sms_cli.ino").exists()
+    assert "kMaxTextBytes = 120;" in (out / "efk_text_settings.h").read_text()
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(bare_tflite)
+    assert main(["sketch", str(bare), "--out", str(tmp_path / "b"), "--max-text-bytes", "9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("effkeras: error: --max-text-bytes")
+    # Without a projector in the file it is the plain model sketch, as before.
+    assert main(["sketch", str(bare), "--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "efk_projector.c").exists()

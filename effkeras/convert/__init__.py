@@ -7,6 +7,7 @@ from effkeras.convert.c_array import parse_c_array, to_c_array
 from effkeras.convert.calibration import calibration_samples
 from effkeras.convert.converter import QUANTIZE_MODES, to_tflite
 from effkeras.convert.flatbuffer import OpInfo, QuantParams, TensorInfo, TFLiteModel, read_tflite
+from effkeras.convert.metadata import add_metadata, read_metadata
 from effkeras.convert.names import strip_tensor_names
 
 __all__ = [
@@ -15,8 +16,10 @@ __all__ = [
     "QuantParams",
     "TFLiteModel",
     "TensorInfo",
+    "add_metadata",
     "calibration_samples",
     "parse_c_array",
+    "read_metadata",
     "read_tflite",
     "strip_tensor_names",
     "to_c_array",

@@ -126,6 +126,7 @@ def to_tflite(
     sparse: bool = False,
     strip_names: bool = False,
     per_channel: bool | None = None,
+    projector: Any = None,
 ) -> bytes:
     """Convert a Keras 3 model to a .tflite flatbuffer.
 
@@ -171,6 +172,15 @@ def to_tflite(
             A model from :func:`effkeras.quantize.quantize_model` keeps the granularity
             it was built with (``quantize_model(..., per_channel=False)``); passing the
             other one raises.
+        projector: for a projection text model, the
+            :class:`~effkeras.deploy.featurizer.Projector` whose output is the model's input.
+            It is stored in the file's metadata (entry ``"effkeras.projector"``), so
+            :func:`effkeras.deploy.text_sketch` and ``effkeras sketch`` need nothing but
+            the file. Taken automatically from a model built by
+            :func:`effkeras.text.build_sgnn` / :func:`~effkeras.text.build_prado`; a
+            :func:`effkeras.text.text_model` (strings in) converts as the model it wraps,
+            with its ``StringProjection``'s projector. Models without a projector convert
+            to the same bytes as before.
 
     Returns:
         The .tflite model as bytes.
@@ -197,6 +207,7 @@ def to_tflite(
             f"{type(model).__name__}. tf_keras models are not supported; rebuild the model "
             f"with `import keras`."
         )
+    model, projector = _projection_model(model, projector)
     shapes, dtypes = _resolve_inputs(model, input_shape, representative_data)
     if not model.built:
         raise InvalidModelError(
@@ -279,8 +290,56 @@ def to_tflite(
     if strip_names:
         from effkeras.convert.names import strip_tensor_names
 
-        return strip_tensor_names(data)
+        data = strip_tensor_names(data)
+    if projector is not None:
+        from effkeras.deploy.featurizer import attach_projector
+
+        data = attach_projector(bytes(data), projector)
     return bytes(data)
+
+
+#: the attribute effkeras.text's model builders set to the model's projector
+PROJECTOR_ATTR = "_effkeras_projector"
+
+
+def _projection_model(model: Any, projector: Any) -> tuple[Any, Any]:
+    """(the model to convert, its projector or None).
+
+    A model whose first layer is a ``StringProjection`` (strings in, as from
+    :func:`effkeras.text.text_model`) converts as the one model it wraps, with that
+    layer's projector; a model from ``build_sgnn`` / ``build_prado`` carries its projector
+    as ``_effkeras_projector``. An explicit ``projector`` must agree with either.
+    """
+    from effkeras.deploy.featurizer import Projector
+
+    if projector is not None and not isinstance(projector, Projector):
+        raise ConversionError(
+            f"projector must be an effkeras.text.Projector. Received: "
+            f"{type(projector).__name__}"
+        )
+    found, where = None, ""
+    layers = [
+        layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"
+    ]
+    if layers and getattr(type(layers[0]), "_effkeras_projection", False):
+        inner = layers[1:]
+        if len(inner) != 1 or not hasattr(inner[0], "layers"):
+            raise ConversionError(
+                f"Model {model.name!r} takes strings (its first layer, {layers[0].name!r}, is a "
+                f"StringProjection, which runs in Python and cannot be converted). Convert the "
+                f"model that follows it: to_tflite(projection_model, ..., projector=p)."
+            )
+        found, where = layers[0].projector, f"the StringProjection layer {layers[0].name!r}"
+        model = inner[0]
+    attached = getattr(model, PROJECTOR_ATTR, None)
+    if found is None and isinstance(attached, Projector):
+        found, where = attached, f"model {model.name!r} (built with it)"
+    if projector is not None and found is not None and projector != found:
+        raise ConversionError(
+            f"projector={projector!r} disagrees with the projector of {where}: {found!r}. "
+            f"Pass the projector the model was built with, or leave projector out."
+        )
+    return model, projector if projector is not None else found
 
 
 def _check_per_channel(model: Any, quantize: str | None, per_channel: bool | None, qat: bool) -> None:

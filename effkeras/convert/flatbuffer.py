@@ -231,6 +231,15 @@ class TFLiteModel:
         )
 
     # ---- queries --------------------------------------------------------------------
+    @cached_property
+    def metadata(self) -> dict[str, bytes]:
+        """The file's metadata entries, ``{name: bytes}`` (``min_runtime_version``, ...)."""
+        out: dict[str, bytes] = {}
+        for entry in self._model.metadata or []:
+            raw = self._buffer_bytes(int(entry.buffer))
+            out[_decode(entry.name)] = b"" if raw is None else raw.tobytes()
+        return out
+
     @property
     def size_bytes(self) -> int:
         return len(self.data)
@@ -404,6 +413,9 @@ def _check_indices(m, n: int) -> list[str]:
         size = int(getattr(buf, "size", 0) or 0)
         if offset > 1 and offset + size > n:
             problems.append(f"buffer {b_i} spans bytes {offset}..{offset + size} of {n}")
+    for m_i, entry in enumerate(m.metadata or []):
+        if not 0 <= int(entry.buffer) < nbuf:
+            problems.append(f"metadata entry {m_i} refers to buffer {int(entry.buffer)} of {nbuf}")
     for code in m.operatorCodes or []:
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         if builtin not in _OP_NAMES:

@@ -2,7 +2,7 @@
 
 :func:`text_sketch` writes what :func:`~effkeras.deploy.arduino_sketch` writes (model C
 array, ``model_settings.h`` with the measured arena, ``efk_checksum.h``), with its own
-``.ino`` and README, plus the projector of :mod:`effkeras.text`:
+``.ino`` and README, plus the C projector (:mod:`effkeras.deploy.c_featurizer`):
 
 - ``efk_projector.h`` / ``efk_projector.c`` (C99) and ``efk_projector_config.h`` (the
   projector's settings);
@@ -24,7 +24,13 @@ input tensor's bytes) lets a host check any line the same way
 (:func:`expected_input_fnv`). The board has no Unicode tables: send text normalized as
 the projector's ``normalization`` says (nothing to do for ``"none"``).
 
-Nothing here imports TensorFlow.
+The projector comes from the model file: ``effkeras.convert.to_tflite`` stores it in the
+.tflite metadata (entry ``"effkeras.projector"``, :func:`~effkeras.deploy.featurizer.read_projector`),
+so ``text_sketch("model.tflite", "sms_text")`` needs nothing else; for a file converted
+without it pass ``projector=`` or store it with
+:func:`~effkeras.deploy.featurizer.attach_projector`.
+
+Nothing here imports TensorFlow, Keras or the training side (:mod:`effkeras.text`).
 """
 
 from __future__ import annotations
@@ -46,11 +52,16 @@ from effkeras.deploy.arduino import (
     _token,
     arduino_sketch,
 )
+from effkeras.deploy.c_featurizer import CONFIG_HEADER, c_sources, config_header
+from effkeras.deploy.featurizer import (
+    PROJECTOR_METADATA,
+    Projector,
+    check_projection_model,
+    read_projector,
+)
 from effkeras.errors import EffkerasError, InvalidModelError, OutputExistsError
 from effkeras.runtime.quant import quantize
 from effkeras.runtime.tflm_ops import TFLM_OPS
-from effkeras.text.c_projector import CONFIG_HEADER, c_sources, config_header
-from effkeras.text.projector import Projector
 
 TEXT_SETTINGS_HEADER = "efk_text_settings.h"
 DEFAULT_SAMPLE_TEXT = "Hello from effkeras! Call 0800 now to WIN a prize."
@@ -98,9 +109,54 @@ def projection_to_input(projection: np.ndarray, tflite: Any) -> np.ndarray:
     return np.ascontiguousarray(quantize(values, inp).astype(inp.numpy_dtype))
 
 
-def expected_input_fnv(text: str | bytes, projector: Projector, tflite: Any) -> int:
-    """``input_fnv`` the sketch must print for ``text`` (the line's bytes as sent)."""
-    return fnv1a32(projection_to_input(projector.project(text), tflite).tobytes())
+def expected_input_fnv(text: str | bytes, projector: Projector | None, tflite: Any) -> int:
+    """``input_fnv`` the sketch must print for ``text`` (the line's bytes as sent).
+
+    ``projector`` None: the one stored in ``tflite`` (see :func:`model_projector`).
+    """
+    model = read_tflite(tflite)
+    projector = model_projector(model, projector)
+    return fnv1a32(projection_to_input(projector.project(text), model).tobytes())
+
+
+def model_projector(tflite: Any, projector: Projector | None = None) -> Projector:
+    """The projector a text sketch compiles in: the model file's, or ``projector``.
+
+    Args:
+        tflite: the projection model (bytes, path or :class:`~effkeras.convert.TFLiteModel`).
+        projector: None to take the one stored in the file's metadata; otherwise it must
+            equal the stored one, if the file has one.
+
+    Raises:
+        InvalidModelError: the file stores no projector and none is given, or the given
+            one disagrees with the stored one.
+        TypeError: ``projector`` is not a Projector.
+    """
+    if projector is not None and not isinstance(projector, Projector):
+        raise TypeError(
+            f"projector must be an effkeras.text.Projector (or None to use the model's). "
+            f"Received: {type(projector).__name__}"
+        )
+    model = read_tflite(tflite)
+    stored = read_projector(model)
+    if projector is None:
+        if stored is None:
+            raise InvalidModelError(
+                f"{model.source} stores no projector (no {PROJECTOR_METADATA!r} metadata entry), "
+                f"so the text sketch cannot tell how to featurize text for it. Pass "
+                f"projector=Projector(...) (the one the model was trained with), or convert "
+                f"with effkeras.convert.to_tflite(model, ..., projector=p) or store it with "
+                f"effkeras.deploy.featurizer.attach_projector(tflite_bytes, p)."
+            )
+        return stored
+    if stored is not None and stored != projector:
+        raise InvalidModelError(
+            f"projector={projector!r} disagrees with the projector stored in "
+            f"{model.source} ({PROJECTOR_METADATA!r} metadata): {stored!r}. Leave projector "
+            f"out to use the model's, or re-attach the right one with "
+            f"effkeras.deploy.featurizer.attach_projector."
+        )
+    return projector
 
 
 def _c_bytes_literal(data: bytes) -> str:
@@ -209,7 +265,7 @@ the host.
 def text_sketch(
     tflite: Any,
     out_dir: str | os.PathLike,
-    projector: Projector,
+    projector: Projector | None = None,
     board: Any = "nano33ble",
     *,
     name: str | None = None,
@@ -224,9 +280,12 @@ def text_sketch(
     Args:
         tflite: the model whose input is ``projector``'s output (int8 or float32 input
             and output, e.g. ``to_tflite(build_sgnn(...), quantize="int8",
-            representative_data=calibration_data(x), io_dtype="int8")``).
+            representative_data=calibration_data(x), io_dtype="int8")``), as bytes, a
+            path or a :class:`~effkeras.convert.TFLiteModel`.
         out_dir: the sketch folder (its name becomes the ``.ino``'s).
-        projector: the :class:`~effkeras.text.Projector` the model was trained with.
+        projector: the :class:`~effkeras.text.Projector` the model was trained with; None
+            (default) takes the one ``to_tflite`` stored in the file's metadata. Given
+            for a file that stores one, it must be the same.
         board: a board name or :class:`~effkeras.boards.Board`.
         name: the model name the board reports; defaults to the folder name.
         labels: one label per class, printed with each answer.
@@ -239,15 +298,12 @@ def text_sketch(
         A :class:`TextSketchInfo`.
 
     Raises:
-        InvalidModelError: the model's input does not hold ``projector``'s output, or its
-            I/O is not int8 or float32.
+        InvalidModelError: the file stores no projector and none is given, or a different
+            one; the model's input does not hold the projector's output, or its I/O is not
+            int8 or float32.
         plus the errors of :func:`~effkeras.deploy.arduino_sketch` (unsupported ops, board
         fit, existing folder).
     """
-    if not isinstance(projector, Projector):
-        raise TypeError(
-            f"projector must be an effkeras.text.Projector. Received: {type(projector).__name__}"
-        )
     if (
         isinstance(max_text_bytes, bool)
         or not isinstance(max_text_bytes, int)
@@ -262,17 +318,23 @@ def text_sketch(
         raise OutputExistsError(
             f"{out_dir} exists. Pass force=True to overwrite the sketch, or choose another folder."
         )
+    if projector is not None and not isinstance(projector, Projector):
+        raise TypeError(
+            f"projector must be an effkeras.text.Projector (or None to use the model's). "
+            f"Received: {type(projector).__name__}"
+        )
     model = read_tflite(tflite)
     if len(model.inputs) != 1 or not model.outputs:
         raise InvalidModelError(
             f"The text sketch feeds models with one input. Received: {len(model.inputs)} inputs"
         )
     inp, out = model.inputs[0], model.outputs[0]
-    if inp.size != int(np.prod(projector.output_shape)):
-        raise InvalidModelError(
-            f"The model's input {list(inp.shape)} ({inp.size} values) does not hold the "
-            f"projector's output {list(projector.output_shape)}. Received: projector={projector!r}"
-        )
+    # A given projector that cannot feed the model is named as such before it is compared
+    # with the one the file stores.
+    if projector is not None:
+        check_projection_model(model, projector)
+    projector = model_projector(model, projector)
+    check_projection_model(model, projector)
     for kind, t in (("input", inp), ("output", out)):
         if t.dtype not in ("INT8", "FLOAT32"):
             raise InvalidModelError(
@@ -319,7 +381,9 @@ def text_sketch(
         ]
     )
     template = (
-        resources.files("effkeras.text").joinpath("c", "text_sketch.ino.tmpl").read_text("utf-8")
+        resources.files("effkeras.deploy")
+        .joinpath("templates", "text_sketch.ino.tmpl")
+        .read_text("utf-8")
     )
     ino = Template(template).substitute(
         header_comment=header_comment,

@@ -1,8 +1,14 @@
 """Tiny text models without embedding tables: hashed n-gram projections (SGNN, PRADO).
 
 - :class:`Projector`: raw text -> ternary ``T x B`` projection, no vocabulary (pure
-  Python + numpy, no TensorFlow); :mod:`effkeras.text.c_projector` emits the same
-  projector as portable C, bit-exact.
+  Python + numpy, no TensorFlow); the same projector as portable C, bit-exact
+  (:func:`c_sources`, :func:`config_header`, :class:`HostCProjector`). Both are device
+  code and live in :mod:`effkeras.deploy.featurizer` and
+  :mod:`effkeras.deploy.c_featurizer`; they are re-exported here.
+- Converting with ``to_tflite(model, ..., projector=p)`` (automatic for
+  :func:`build_sgnn` / :func:`build_prado` models and :func:`text_model` wrappers)
+  stores the projector in the .tflite metadata, so
+  ``effkeras.deploy.text_sketch(tflite, out_dir)`` needs the file alone.
 - Keras layers (:mod:`effkeras.text.layers`) and model builders
   (:mod:`effkeras.text.models`): :func:`build_sgnn`, :func:`build_prado`,
   :func:`build_embedding_baseline`, :func:`text_model` for training on raw strings.

@@ -32,6 +32,9 @@ class StringProjection(keras.layers.Layer):
         cache_size: how many projections to keep (0: none).
     """
 
+    #: marks the layer for effkeras.convert.to_tflite without importing this module
+    _effkeras_projection = True
+
     def __init__(self, projector: Projector | dict[str, Any], cache_size: int = 100_000, **kwargs):
         super().__init__(trainable=False, **kwargs)
         if isinstance(projector, dict):

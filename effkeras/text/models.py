@@ -49,6 +49,16 @@ def _head(x, num_classes: int, hidden: int, dropout: float):
     return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
 
 
+def _with_projector(model: keras.Model, projector: Projector) -> keras.Model:
+    """Remember the projector on the model: ``to_tflite`` stores it in the .tflite file.
+
+    (An attribute of this Python object only: a model loaded from a ``.keras`` file has
+    none, so convert that one with ``to_tflite(model, ..., projector=p)``.)
+    """
+    model._effkeras_projector = projector
+    return model
+
+
 def build_sgnn(
     projector: Projector,
     num_classes: int,
@@ -67,6 +77,9 @@ def build_sgnn(
         bottleneck: units of the dense layer on the projection.
         hidden: units of the head's hidden layer.
         dropout: dropout before the classifier (training only).
+
+    ``effkeras.convert.to_tflite`` of the returned model stores ``projector`` in the
+    .tflite file's metadata (so the file alone deploys as a text sketch).
     """
     if not isinstance(projector, Projector) or projector.max_tokens is not None:
         raise ValueError(
@@ -80,7 +93,8 @@ def build_sgnn(
     dropout = _check_dropout(dropout)
     inputs = keras.Input(projector.output_shape, name="projection")
     x = keras.layers.Dense(bottleneck, activation="relu", name="bottleneck")(inputs)
-    return keras.Model(inputs, _head(x, num_classes, hidden, dropout), name=name)
+    model = keras.Model(inputs, _head(x, num_classes, hidden, dropout), name=name)
+    return _with_projector(model, projector)
 
 
 def build_prado(
@@ -112,6 +126,9 @@ def build_prado(
         filters: channels of each convolution.
         kernel_sizes: convolution widths, in tokens (word n-gram lengths).
         hidden, dropout: the shared head.
+
+    ``effkeras.convert.to_tflite`` of the returned model stores ``projector`` in the
+    .tflite file's metadata (so the file alone deploys as a text sketch).
     """
     if not isinstance(projector, Projector) or projector.max_tokens is None:
         raise ValueError(
@@ -141,7 +158,8 @@ def build_prado(
         a = keras.layers.Conv1D(filters, k, padding="same", name=f"attention_k{k}")(e)
         pooled.append(AttentionPooling(name=f"attention_pool_k{k}")([v, a]))
     x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="concat")(pooled)
-    return keras.Model(inputs, _head(x, num_classes, hidden, dropout), name=name)
+    model = keras.Model(inputs, _head(x, num_classes, hidden, dropout), name=name)
+    return _with_projector(model, projector)
 
 
 class Vocabulary:
@@ -228,6 +246,7 @@ def text_model(model: keras.Model, projector: Projector, name: str | None = None
     ``model`` is reused as a layer (its weights are shared), so after
     ``text_model(m, p).fit(texts, labels)`` convert ``m`` itself: the deployed model's
     input is the projection, computed on the device by the C projector.
+    (``to_tflite(text_model(m, p), ...)`` does just that, and stores ``p`` in the file.)
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model. Received: {type(model).__name__}")
