@@ -82,7 +82,7 @@ def test_bad_threads_and_kernels(int8_tflite):
 
 
 def test_arena_probe_survives_a_crashing_interpreter(monkeypatch, int8_io_tflite):
-    """TFLM can segfault at arena sizes just below the need: probes run in a forked child."""
+    """TFLM can segfault at arena sizes just below the need: probes run in a child process."""
     import os
     import signal
 
@@ -91,5 +91,5 @@ def test_arena_probe_survives_a_crashing_interpreter(monkeypatch, int8_io_tflite
     def crash(model, arena_size):
         os.kill(os.getpid(), signal.SIGSEGV)
 
-    monkeypatch.setattr(tflm, "_loads_with_in_process", crash)
+    monkeypatch.setattr(tflm, "_probe", crash)
     assert tflm._loads_with(read_tflite(int8_io_tflite), 4096) is False

@@ -15,6 +15,7 @@ import numpy as np
 from effkeras._capture import capture_fds
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
 from effkeras.errors import EffkerasError, InvalidModelError
+from effkeras.runtime.isolate import run_in_child
 from effkeras.runtime.quant import dequantize, quantize
 
 KERNELS = ("xnnpack", "builtin", "reference")
@@ -48,6 +49,16 @@ def _resolver(op_resolver_type, kernels: str):
     }[kernels]
 
 
+#: (sha256, kernels) of the models whose child-process probe passed in this process
+_PROBED: set[tuple[str, str]] = set()
+
+
+def _probe(model: TFLiteModel, kernels: str) -> None:
+    """Load, allocate and invoke once on zeros (in a child: see LiteRTRunner's ``isolate``)."""
+    runner = LiteRTRunner(model, kernels=kernels, isolate=False)
+    runner.invoke_raw([np.zeros(d["shape"], d["dtype"]) for d in runner._in])
+
+
 class LiteRTRunner:
     """Run a .tflite model with LiteRT on real-valued inputs, one sample at a time.
 
@@ -56,18 +67,26 @@ class LiteRTRunner:
             interpreter sees it, and LiteRT verifies the flatbuffer again on load.
         num_threads: interpreter threads.
         kernels: ``"xnnpack"``, ``"builtin"`` or ``"reference"``.
+        isolate: prepare and invoke the model once in a child process (memory and time
+            limits, :mod:`effkeras.runtime.isolate`) before loading it here, so that a
+            file that crashes LiteRT raises InvalidModelError instead; a model already
+            probed with the same kernels in this process is not probed again.
 
     ``predict`` takes float inputs, quantizes them when the model has integer inputs,
     and returns real-valued (dequantized) outputs; ``invoke_raw`` works on the model's
     own dtypes.
     """
 
-    def __init__(self, model: Any, num_threads: int = 1, kernels: str = "xnnpack"):
+    def __init__(self, model: Any, num_threads: int = 1, kernels: str = "xnnpack", isolate: bool = True):
         if not isinstance(num_threads, int) or num_threads < 1:
             raise EffkerasError(f"num_threads must be a positive integer. Received: {num_threads!r}")
         self.model: TFLiteModel = read_tflite(model)
         interpreter_cls, resolver_type, self.package = load_interpreter_class()
         resolver = _resolver(resolver_type, kernels)
+        if isolate and (self.model.sha256, kernels) not in _PROBED:
+            run_in_child("LiteRT could not prepare the model", _probe, self.model, kernels,
+                         source=self.model.source)
+            _PROBED.add((self.model.sha256, kernels))
         # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2: keep it
         # out of the user's terminal, but show it if loading fails.
         with capture_fds((2,)) as log:

@@ -6,18 +6,17 @@ stderr, which :func:`measure_arena` captures. The host is 64-bit while a Cortex-
 32-bit: pointers and structs are smaller on the board, so the host figure is an upper
 bound in practice; :data:`ARENA_MARGIN` is the margin the sketch adds on top of it.
 
-TFLM does not verify flatbuffers. Models from files are read and checked first
-(:func:`effkeras.convert.read_tflite`) and LiteRT's flatbuffer verifier runs on them
-before TFLM sees them; :func:`run_isolated` runs TFLM in a child process for untrusted
-files so that even a kernel crash cannot take the caller down.
+TFLM does not verify flatbuffers. Models are read and checked first
+(:func:`effkeras.convert.read_tflite`), LiteRT's flatbuffer verifier runs on them before
+TFLM sees them, and TFLM first prepares and invokes each model in a child process with a
+memory and a time limit (:mod:`effkeras.runtime.isolate`), so that a kernel crash on a
+hostile file ends in an :class:`~effkeras.errors.InvalidModelError`, never in the caller.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from effkeras._capture import capture_fds
 from effkeras.convert.flatbuffer import TFLiteModel, read_tflite
 from effkeras.errors import InvalidModelError, UnsupportedOpsError
+from effkeras.runtime.isolate import run_in_child
 from effkeras.runtime.quant import dequantize, quantize
 from effkeras.runtime.tflm_ops import unsupported_hint
 
@@ -76,15 +76,25 @@ class TFLMRunner:
             need with :meth:`arena_bytes`).
         verify: run LiteRT's flatbuffer verifier first (keep True for files).
 
+        isolate: prepare and invoke the model once in a child process (memory and time
+            limits, :mod:`effkeras.runtime.isolate`) before loading it here; a model
+            already probed with the same arena in this process is not probed again.
+
     Raises:
         UnsupportedOpsError: the model uses ops TFLM has no kernel for.
+        InvalidModelError: TFLM cannot prepare or run the model (crash, hang, memory).
     """
 
-    def __init__(self, model: Any, arena_size: int | None = None, verify: bool = True):
+    def __init__(self, model: Any, arena_size: int | None = None, verify: bool = True,
+                 isolate: bool = True):
         self.model: TFLiteModel = read_tflite(model)
         if verify:
             _verify_with_litert(self.model)
         self.arena_size = int(arena_size or default_arena_size(self.model))
+        if isolate and (self.model.sha256, self.arena_size) not in _PROBED:
+            run_in_child("TFLM could not prepare the model", _probe, self.model, self.arena_size,
+                         source=self.model.source)
+            _PROBED.add((self.model.sha256, self.arena_size))
         runtime = _runtime()
         with capture_fds((2,)) as log:
             try:
@@ -172,38 +182,27 @@ class TFLMRunner:
         return self.allocations()["total"]
 
 
-def _loads_with_in_process(model: TFLiteModel, arena_size: int) -> bool:
-    try:
-        runner = TFLMRunner(model, arena_size=arena_size, verify=False)
-        runner.invoke_raw([np.zeros(t.shape, t.numpy_dtype) for t in model.inputs])
-        return True
-    except InvalidModelError:
-        return False
+#: (sha256, arena size) of the models whose child-process probe passed in this process
+_PROBED: set[tuple[str, int]] = set()
+
+
+def _probe(model: TFLiteModel, arena_size: int) -> None:
+    """Load the model and invoke it once on zeros (in a child: see TFLMRunner's ``isolate``)."""
+    runner = TFLMRunner(model, arena_size=arena_size, verify=False, isolate=False)
+    runner.invoke_raw([np.zeros(t.shape, t.numpy_dtype) for t in model.inputs])
 
 
 def _loads_with(model: TFLiteModel, arena_size: int) -> bool:
     """Whether TFLM loads and runs the model in an arena of this size.
 
     TFLM can crash (not just fail) at arena sizes just below what a model needs, so each
-    probe runs in a forked child: a crash there only means "too small". Where fork is
-    not available the probe runs in this process.
+    probe runs in a child process: a crash there only means "too small".
     """
-    if not hasattr(os, "fork"):  # pragma: no cover - Windows
-        return _loads_with_in_process(model, arena_size)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child: report through the exit status only
-        code = 1
-        try:
-            import faulthandler
-
-            faulthandler.disable()  # a crash here is an expected answer, not news
-            code = 0 if _loads_with_in_process(model, arena_size) else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    try:
+        run_in_child("TFLM arena probe", _probe, model, arena_size, source=model.source)
+        return True
+    except InvalidModelError:
+        return False
 
 
 def measure_arena(model: Any) -> int:
@@ -243,42 +242,38 @@ def arena_with_margin(arena_bytes: int) -> int:
     return (size + 15) // 16 * 16
 
 
-def run_isolated(path: str, timeout: float = 120.0) -> dict[str, Any]:
-    """Load and invoke a model file with TFLM in a child process; report arena or error.
+def _arena_figures(model: TFLiteModel) -> dict[str, int]:
+    """In a child already: the runner needs no probe of its own."""
+    runner = TFLMRunner(model, isolate=False)
+    _PROBED.add((model.sha256, runner.arena_size))
+    return {"arena_bytes": measure_arena(model), "arena_recorded_bytes": runner.arena_bytes()}
 
-    Returns a dict with ``arena_bytes`` on success, or ``error`` (and ``missing_ops``)
-    when the model cannot run. A crash of the child (e.g. a segfault in a kernel) is
-    reported as an error, never propagated to the caller.
+
+def run_isolated(model: Any, timeout: float | None = None) -> dict[str, Any]:
+    """Prepare, invoke and measure a model with TFLM in a child process; report arena or error.
+
+    Args:
+        model: a path, bytes or a :class:`TFLiteModel`.
+        timeout: seconds before the child is stopped (default: the isolation limit).
+
+    Returns:
+        ``{"arena_bytes": n, "arena_recorded_bytes": m}`` when TFLM prepared and ran the
+        model, else ``{"error": ...}`` (and ``missing_ops``). A crash, a hang or a memory
+        blow-up of the child is reported as an error, never propagated to the caller.
     """
-    cmd = [sys.executable, "-m", "effkeras.runtime.tflm", os.fspath(path)]
-    # The child must import this same effkeras, installed or not.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"TFLM did not finish within {timeout:.0f} s on {path}"}
-    if proc.returncode < 0:
-        return {"error": f"TFLM crashed on {path} (signal {-proc.returncode}); the file is corrupt."}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"error": f"TFLM child exited {proc.returncode}: {proc.stderr.strip()[-300:]}"}
-    return json.loads(lines[-1])
+        parsed = read_tflite(model)
+        _verify_with_litert(parsed)
+        return run_in_child("TFLM could not prepare the model", _arena_figures, parsed,
+                            source=parsed.source, timeout=timeout)
+    except UnsupportedOpsError as exc:
+        return {"error": str(exc), "missing_ops": list(exc.ops)}
+    except InvalidModelError as exc:
+        return {"error": str(exc)}
 
 
 def _main(argv: list[str]) -> int:
-    try:
-        runner = TFLMRunner(argv[0])
-        result: dict[str, Any] = {
-            "arena_bytes": measure_arena(runner.model),
-            "arena_recorded_bytes": runner.arena_bytes(),
-        }
-    except UnsupportedOpsError as exc:
-        result = {"error": str(exc), "missing_ops": exc.ops}
-    except InvalidModelError as exc:
-        result = {"error": str(exc)}
-    print(json.dumps(result))
+    print(json.dumps(run_isolated(argv[0])))
     return 0
 
 
