@@ -324,3 +324,29 @@ def test_sms_loader_finds_and_splits(tmp_path, monkeypatch):
     Path(tmp_path / "bad" / "SMSSpamCollection").write_text("maybe\tx\n")
     with pytest.raises(DatasetError, match="line 1"):
         load_sms_spam(tmp_path / "bad")
+
+
+def test_device_side_needs_neither_training_code_nor_tensorflow():
+    """The projector and the C generator live in effkeras.deploy; importing the text sketch
+    loads no effkeras.text, Keras or TensorFlow. The old paths are the same objects."""
+    code = (
+        "import sys\n"
+        "import effkeras.deploy.text_sketch, effkeras.deploy.featurizer, effkeras.deploy.c_featurizer\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')\n"
+        "             or k == 'effkeras.text' or k.startswith('effkeras.text.'))\n"
+        "print(bad)\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": root},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+    from effkeras.deploy import c_featurizer, featurizer
+    from effkeras.text import c_projector, projector
+
+    assert projector.Projector is featurizer.Projector
+    assert c_projector.HostCProjector is c_featurizer.HostCProjector
+    assert c_projector.config_header is c_featurizer.config_header
+    assert set(c_featurizer.c_sources()) == {"efk_projector.h", "efk_projector.c"}

@@ -228,9 +228,11 @@ def test_to_tflite_stores_the_projector_of_a_projection_model(tflite, bare_tflit
         "spec_version": 1,
         "projector": projector.get_config(),
     }
+    assert f"metadata: {PROJECTOR_METADATA} (" in read_tflite(tflite).summary()
     # A model without a projector gets no entry (its bytes are the converter's).
     assert read_projector(bare_tflite) is None
     assert PROJECTOR_METADATA not in read_metadata(bare_tflite)
+    assert "metadata:" not in read_tflite(bare_tflite).summary()
 
 
 def test_text_model_converts_as_the_model_it_wraps(projector):
@@ -301,6 +303,8 @@ def test_sketch_from_the_file_alone_matches_the_explicit_one(sketch, tflite, tmp
     # The same bytes (a path would name itself in model.h), no projector argument.
     alone = text_sketch(tflite, tmp_path / "sms_text", labels=["ham", "spam"], max_text_bytes=200)
     assert alone.projector == sketch.projector
+    line = "Call now to WIN"
+    assert expected_input_fnv(line, None, tflite) == expected_input_fnv(line, alone.projector, tflite)
     assert sorted(Path(f).name for f in alone.files) == sorted(Path(f).name for f in sketch.files)
     for f in sketch.files:
         name = Path(f).name

@@ -38,6 +38,8 @@ def _load_schema():
 schema = _load_schema()
 
 TFLITE_IDENTIFIER = b"TFL3"
+#: metadata entries the TFLite converter writes itself (summary() lists only the others)
+_CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -319,6 +321,9 @@ class TFLiteModel:
             for t in ts:
                 lines.append(f"  {kind:6s} {t.name!r} {t.dtype} {list(t.shape)} {_q_str(t)}")
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.op_counts.items())))
+        extra = {k: v for k, v in self.metadata.items() if k not in _CONVERTER_METADATA}
+        if extra:  # e.g. effkeras.projector: the text projector a projection model needs
+            lines.append("  metadata: " + ", ".join(f"{k} ({len(v)} B)" for k, v in extra.items()))
         lines.append(f"  {'#':>4s}  {'tensor':40s} {'dtype':8s} {'shape':18s} quantization")
         for t in self.tensors:
             lines.append(
