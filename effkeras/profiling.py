@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +81,9 @@ from effkeras.board_fit import _fit_text, board_fit
 from effkeras.boards import BOARDS, Board, get_board
 from effkeras.convert.flatbuffer import TensorInfo, TFLiteModel, read_tflite
 from effkeras.convert.weights import gzip_size
-from effkeras.errors import ConversionError, EffkerasError, InvalidModelError, UnsupportedOpsError
+from effkeras.errors import ConversionError, EffkerasError, InvalidModelError
 from effkeras.op_costs import _layers, op_macs
+from effkeras.runtime.isolate import run_in_child
 
 __all__ = ["ProfileReport", "board_fit", "op_macs", "profile"]
 
@@ -367,33 +367,25 @@ def _unsupported_ops(model: TFLiteModel) -> list[str] | None:
     return sorted(tflm_unsupported_ops(model))
 
 
-def _measure(model: TFLiteModel, path: str | None, isolate: bool) -> dict[str, Any]:
-    """{"arena_bytes": n, "arena_recorded_bytes": m} or {"error": ..., "missing_ops": [...]}."""
-    if isolate:
-        if path is not None:
-            return _run_isolated(path)
-        fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix="effkeras_profile_")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model.data)
-            return _run_isolated(tmp)
-        finally:
-            os.unlink(tmp)
-    from effkeras.runtime.tflm import TFLMRunner, measure_arena
+def _measure(model: TFLiteModel) -> dict[str, Any]:
+    """{"arena_bytes": n, "arena_recorded_bytes": m} or {"error": ..., "missing_ops": [...]}.
 
-    try:
-        recorded = TFLMRunner(model).arena_bytes()
-        return {"arena_bytes": measure_arena(model), "arena_recorded_bytes": recorded}
-    except UnsupportedOpsError as exc:
-        return {"error": str(exc), "missing_ops": list(exc.ops)}
-    except InvalidModelError as exc:
-        return {"error": str(exc)}
-
-
-def _run_isolated(path: str) -> dict[str, Any]:
+    Both runtimes must really prepare the model, each in a child process (memory and time
+    limits): TFLM measures the arena, and LiteRT, whose verifier and allocator check what
+    TFLM does not, allocates and invokes it. Only then is there an arena to report.
+    """
+    from effkeras.runtime.litert import _probe as litert_probe
     from effkeras.runtime.tflm import run_isolated
 
-    return run_isolated(path)
+    result = run_isolated(model)
+    if "arena_bytes" not in result:
+        return result
+    try:
+        run_in_child("LiteRT could not prepare the model", litert_probe, model, "reference",
+                     source=model.source)
+    except InvalidModelError as exc:
+        return {"error": f"TFLite Micro prepared the model, but {exc}"}
+    return result
 
 
 def _io_spec(t: TensorInfo) -> dict[str, Any]:
@@ -438,8 +430,10 @@ def profile(
             "dynamic", "int8", "int16x8").
         representative_data: for a Keras model with ``quantize="int8"``/``"int16x8"``,
             the calibration inputs.
-        isolate: measure the arena in a child process, so a corrupt or hostile file
-            cannot crash this one (the CLI does this for user files).
+        isolate: kept for compatibility: the runtimes now always prepare the model in
+            child processes (memory and time limits), so a corrupt or hostile file cannot
+            crash this one, and the report says "fits" only when both LiteRT and TFLM
+            prepared and ran it.
 
     Returns:
         A :class:`ProfileReport`; ``.table()`` for people, ``.to_dict()``/``.to_json()``
@@ -453,9 +447,6 @@ def profile(
     """
     boards: list[str | Board] = list(BOARDS) if board is None else [get_board(board)]
     tm, conversion = _load(model_or_tflite, quantize, representative_data)
-    path = None
-    if conversion is None and isinstance(model_or_tflite, str | os.PathLike):
-        path = os.fspath(model_or_tflite)
 
     layers, params = _layers(tm)
     kernels: dict[int, dict[str, Any]] = {}
@@ -473,7 +464,7 @@ def profile(
             f"that produce them (see effkeras.runtime.tflm_ops)." + _unsupported_hint(unsupported)
         )
     else:
-        result = _measure(tm, path, isolate)
+        result = _measure(tm)
         if "arena_bytes" in result:
             arena = int(result["arena_bytes"])
             if result.get("arena_recorded_bytes") is not None:
@@ -505,7 +496,7 @@ def profile(
         layers=layers,
         boards=[board_fit(b, tm.size_bytes, margin) for b in boards],
         conversion=conversion,
-        isolated=bool(isolate),
+        isolated=True,
         gzip_size_bytes=gzip_size(tm.data),
         weight_elements=int(sum(r["weight_elements"] for r in kernels.values())),
         weight_zeros=int(sum(r["weight_zeros"] for r in kernels.values())),

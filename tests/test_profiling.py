@@ -99,7 +99,22 @@ def test_arena_is_measured_by_tflm(int8_report, int8_io_tflite):
     assert int8_report.arena_with_margin > smallest
     assert int8_report.arena_error is None
     assert int8_report.tflm_unsupported_ops == []
-    assert int8_report.isolated is False
+    assert int8_report.isolated is True  # both runtimes prepare the model in child processes
+
+
+def test_fits_only_when_both_runtimes_prepared_the_model(monkeypatch, int8_io_tflite):
+    """TFLM does not verify what LiteRT does: a model LiteRT cannot allocate gets no arena
+    and no "fits", but the reason."""
+    from effkeras.runtime import litert
+
+    def refuse(model, kernels):
+        raise InvalidModelError("LiteRT could not load <bytes>: tensor 3 has a bad shape")
+
+    monkeypatch.setattr(litert, "_probe", refuse)
+    report = profile(int8_io_tflite, "nano33ble")
+    assert report.arena_bytes is None and report.fits("nano33ble") is False
+    assert "TFLite Micro prepared the model, but LiteRT could not load" in report.arena_error
+    assert "tensor 3 has a bad shape" in report.table()
 
 
 def test_isolated_arena_equals_in_process(int8_report, int8_io_tflite, tmp_path, monkeypatch):
