@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from effkeras.convert.validate import first_problem
 from effkeras.errors import InvalidModelError
 
 
@@ -401,6 +402,9 @@ def _parse_checked(data: bytes, source: str):
         raise InvalidModelError(
             f"{source} is corrupt: " + "; ".join(problems[:5]) + ". Re-export the model."
         )
+    problem = first_problem(model, schema, _TYPE_NAMES, _OP_NAMES)
+    if problem:
+        raise InvalidModelError(f"{source} is invalid: {problem}. Re-export the model.")
     return model
 
 
