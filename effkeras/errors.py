@@ -93,3 +93,15 @@ class QuantizationError(EffkerasError):
 
 class DistillationError(EffkerasError):
     """Knowledge distillation was set up wrongly (models, temperature, loss weight)."""
+
+
+class ToolchainError(EffkerasError):
+    """A tool or library a build or an emulated run needs is missing (arm-none-eabi-g++,
+    qemu-system-arm, the Arduino_TensorFlowLite library); the message says how to get it."""
+
+
+class BuildError(EffkerasError):
+    """Compiling or linking a sketch failed, or the folder is not a sketch effkeras can build.
+
+    The message names the file and carries the compiler's first error lines.
+    """
