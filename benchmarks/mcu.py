@@ -439,8 +439,10 @@ def summary(rows) -> dict:
     best = max((r for r in rows if r["kind"] == "full"), key=lambda r: r["int8_acc"], default=None)
     base = next((r for r in rows if r["stem"] == "full"), None)
     picked += [r for r in (best, base) if r is not None and r not in picked]
-    roles = {id(full): "reference (best full-size on the selection images)", id(half): "chosen half-size",
-             id(best): "best full-size on the test set (a check)", id(base): "the 35-epoch full model"}
+    roles: dict[int, str] = {}
+    for r, role in ((full, "reference (best full-size on the selection images)"), (half, "chosen half-size"),
+                    (best, "best full-size on the test set (a check)"), (base, "the 35-epoch full model")):
+        roles.setdefault(id(r), role)  # a row with two roles keeps the first
     out = []
     for r in picked:
         vs = "-" if full is None or r is full else f"{100 * (r['int8_acc'] - full['int8_acc']):+.2f} pt"

@@ -128,6 +128,21 @@ RECIPES: dict[str, Recipe] = {
             quick_args=("--data-dir", "{data}/sms_spam", "--epochs", "1", "--runs", "5", "--results", "{results}"),
         ),
         Recipe(
+            name="fuzz",
+            title="Hostile files: mutation fuzzing of inspect, profile, sketch and bench",
+            script="fuzz.py",
+            models=("mutants of the demo's int8 and float32 digits CNNs and of the half-size int8 ResNet-8",),
+            steps=("seeded mutations: bit flips, 32-bit word edits, truncations, random bytes, structured edits of "
+                   "shapes, scales, zero points, indices, types, options and buffers",
+                   "each mutant through effkeras inspect, then profile, sketch and bench (tflm, litert) if inspect "
+                   "accepts it, each command forked with a time limit"),
+            measures="signal deaths, hangs, tracebacks, exit codes other than 0 and 2, invalid JSON with --json",
+            seeds="mutation seed 0",
+            results="benchmarks/results/fuzz.json",
+            args=("--mutants", "10000", "--results", "{results}"),
+            quick_args=("--mutants", "40", "--results", "{results}"),
+        ),
+        Recipe(
             name="survey",
             title="Survey suite: CIFAR-10 width-multiplier CNN, survey recipe vs effkeras",
             script="survey.py",

@@ -220,6 +220,7 @@ def cmd_sketch(args) -> int:
     for k in ("arena_bytes", "arena_size", "ops"):
         if hasattr(info, k):
             print(f"  {k}: {getattr(info, k)}")
+    print(f"  model: the input's {info.model_bytes} bytes unchanged (sha256 {info.sha256[:16]}...)")
     return 0
 
 
@@ -336,6 +337,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def one_line(exc: BaseException) -> str:
+    """An error message on one line: runtimes' messages span several (TFLM's, LiteRT's)."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -345,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except EffkerasError as exc:
-        print(f"effkeras: error: {exc}", file=sys.stderr)
+        print(f"effkeras: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("effkeras: interrupted", file=sys.stderr)

@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except EffkerasError as exc:
-        print(f"effkeras: error: {exc}", file=sys.stderr)
+        print("effkeras: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
 
 

@@ -64,6 +64,7 @@ class HostWorker:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,
+            preexec_fn=_limit_memory if hasattr(os, "fork") else None,
         )
         self._buf = b""
         self.loaded = self.request(
@@ -85,9 +86,11 @@ class HostWorker:
     def _fail(self, what: str) -> EffkerasError:
         code = self.proc.poll()
         if code is not None and code < 0:
+            runtime = {"litert": "LiteRT", "tflm": "TFLM"}.get(self.kind, self.kind)
             return InvalidModelError(
-                f"The {self.kind} child process crashed (signal {-code}) while {what} on "
-                f"{self.path}; the model is corrupt or hits a runtime bug. {self._stderr_tail()}"
+                f"{runtime} could not run the model: the interpreter was killed by "
+                f"{_signal_name(-code)} ({what}, {self.path}). The file is damaged or hostile; "
+                f"re-export the model. {self._stderr_tail()}".strip()
             )
         return WorkerError(f"The {self.kind} child process {what}; {self._stderr_tail()}")
 
@@ -220,6 +223,29 @@ def time_interleaved(
 
 
 # ---- child side ----------------------------------------------------------------------
+#: address space a timing child may use (MB): Python, numpy, the runtime and the model
+CHILD_BASE_MB = 2048
+
+
+def _limit_memory() -> None:
+    """In the child, before exec: cap its address space (the isolation limit + a base)."""
+    import resource
+
+    from effkeras.runtime.isolate import limits
+
+    limit = int((CHILD_BASE_MB + limits()[1]) * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _rss_now() -> int:
     """Current resident set size in bytes (Linux /proc; else the peak so far)."""
     try:
@@ -281,7 +307,9 @@ class _Child:
         if self.kind == "litert":
             from effkeras.runtime.litert import LiteRTRunner
 
-            runner = LiteRTRunner(model, num_threads=int(req["threads"]), kernels=req["kernels"])
+            # this child is the isolation: no probe child of its own (it would be timed too)
+            runner = LiteRTRunner(model, num_threads=int(req["threads"]), kernels=req["kernels"],
+                                  isolate=False)
             interp = runner.interpreter
             for detail, value in zip(interp.get_input_details(), feeds, strict=True):
                 interp.set_tensor(detail["index"], value)
@@ -289,7 +317,7 @@ class _Child:
         elif self.kind == "tflm":
             from effkeras.runtime.tflm import TFLMRunner
 
-            runner = TFLMRunner(model)
+            runner = TFLMRunner(model, isolate=False)
             interp = runner.interpreter
             for i, value in enumerate(feeds):
                 interp.set_input(value, i)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from effkeras.boards import Board, get_board
-from effkeras.convert.c_array import CArrayFiles, io_comment_lines, to_c_array
+from effkeras.convert.c_array import CArrayFiles, io_comment_lines, parse_c_array, to_c_array
 from effkeras.convert.flatbuffer import TensorInfo, TFLiteModel, read_tflite
 from effkeras.deploy import protocol
 from effkeras.errors import (
@@ -373,6 +373,20 @@ def _settings_header(
     return "\n".join(lines)
 
 
+def _check_written_model(source_path: str, model: TFLiteModel) -> None:
+    """The array the sketch compiles must be the given file's bytes, byte for byte."""
+    with open(source_path, encoding="utf-8") as f:
+        written = parse_c_array(f.read())
+    if written != model.data:
+        first = next((i for i, (a, b) in enumerate(zip(written, model.data, strict=False)) if a != b),
+                     min(len(written), len(model.data)))
+        raise EffkerasError(
+            f"{source_path} does not hold the bytes of {model.source}: {len(written)} bytes written "
+            f"vs {len(model.data)} given, first difference at byte {first}. This is a bug in effkeras; "
+            "please report it with the model file."
+        )
+
+
 def _tensor_desc(t: TensorInfo) -> str:
     scale, zp = _tensor_params(t)
     quant = f"scale {scale:.9g}, zero point {zp}" if t.quantization else "not quantized"
@@ -544,6 +558,7 @@ def arduino_sketch(
         with open(path, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         files.append(path)
+    _check_written_model(os.path.join(out_dir, carray.source_name), model)
     return SketchInfo(
         path=out_dir,
         files=files,
