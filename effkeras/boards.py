@@ -8,6 +8,7 @@ added to the model size when checking whether the model fits in flash.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from effkeras.errors import EffkerasError, UnknownBoardError
@@ -46,8 +47,9 @@ class Board:
     def __post_init__(self):
         for field in ("clock_mhz", "flash_kb", "ram_kb"):
             value = getattr(self, field)
-            if not value or value <= 0:
-                raise EffkerasError(f"Board {field} must be positive. Received: {field}={value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or value <= 0:
+                raise EffkerasError(f"Board {field} must be a finite positive number. Received: {field}={value!r}")
 
     @property
     def flash_bytes(self) -> int:

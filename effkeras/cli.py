@@ -64,24 +64,43 @@ def _add_board_args(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument("--clock-mhz", type=float, help="custom board clock, MHz")
 
 
+#: calibration samples read from a --calibration file (the converter needs a few hundred)
+MAX_CALIBRATION_SAMPLES = 2000
+#: the largest --calibration array read into memory
+MAX_CALIBRATION_BYTES = 2 << 30
+
+
 def _load_calibration(path: str | None) -> np.ndarray | None:
+    """The --calibration array: a .npy (memory-mapped, so a huge file is never read whole) or
+    the 'x' / 'x_train' / 'arr_0' array of a .npz; at most MAX_CALIBRATION_SAMPLES samples."""
+    import zipfile
+
     if path is None:
         return None
     if not os.path.isfile(path):
         raise CLIError(f"--calibration file {path!r} does not exist.")
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            key = next((k for k in ("x", "x_train", "arr_0") if k in loaded.files), None)
+            if key is None:
+                raise CLIError(f"--calibration {path!r} has arrays {loaded.files}; expected 'x'.")
+            size = loaded.zip.getinfo(key + ".npy").file_size
+            if size > MAX_CALIBRATION_BYTES:
+                raise CLIError(f"--calibration {path!r}: array {key!r} is {size:,} bytes uncompressed, over "
+                               f"{MAX_CALIBRATION_BYTES:,}; save a few hundred samples (x_train[:200]).")
+            loaded = loaded[key]
+    except CLIError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise CLIError(
             f"--calibration {path!r} is not a .npy or .npz file ({exc}). Save inputs with "
             f"numpy.save('calib.npy', x_train[:200])."
         ) from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        for key in ("x", "x_train", "arr_0"):
-            if key in loaded.files:
-                return loaded[key]
-        raise CLIError(f"--calibration {path!r} has arrays {loaded.files}; expected 'x'.")
-    return loaded
+    if loaded.ndim == 0:
+        raise CLIError(f"--calibration {path!r} holds a single value; expected samples, batch first. "
+                       f"Received: shape {loaded.shape}")
+    return np.array(loaded[:MAX_CALIBRATION_SAMPLES])
 
 
 def _require_file(path: str, what: str = "model") -> None:
@@ -196,8 +215,12 @@ def cmd_sketch(args) -> int:
     labels = None
     if args.labels_file:
         _require_file(args.labels_file, "labels")
-        with open(args.labels_file) as f:
-            labels = [ln.strip() for ln in f if ln.strip()]
+        try:
+            with open(args.labels_file, encoding="utf-8") as f:
+                labels = [ln.strip() for ln in f if ln.strip()]
+        except UnicodeDecodeError as exc:
+            raise CLIError(f"{args.labels_file!r} is not UTF-8 text (byte {exc.start}): a labels file "
+                           "holds one label a line. Received: a binary file") from None
     elif args.labels:
         labels = [s.strip() for s in args.labels.split(",")]
     board = _board_from_args(args) or "nano33ble"
