@@ -344,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
 
+    from effkeras.deploy.build_cli import add_parser as add_build_parser
+
+    add_build_parser(sub)
+
     p = sub.add_parser("boards", help="list the known boards")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_boards)

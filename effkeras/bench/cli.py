@@ -5,7 +5,7 @@
     effkeras bench compare A.tflite B.tflite ... --target T [--plot PNG] [--accuracy A=0.97]
 
 Targets: litert[:xnnpack|builtin|reference], tflm, android[:SERIAL][@xnnpack|cpu|gpu],
-serial:PORT, estimate:BOARD[:cmsis_nn|reference].
+serial:PORT, qemu[:BOARD], estimate:BOARD[:cmsis_nn|reference].
 
 :func:`add_parser` adds the command to the main parser's subparsers; bad input raises an
 :class:`~effkeras.errors.EffkerasError`, which the main CLI prints as
@@ -60,7 +60,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a .tflite; or `compare` followed by two or more .tflite files")
     p.add_argument("--target", default="litert",
                    help="litert[:xnnpack|builtin|reference], tflm, android[:SERIAL][@xnnpack|"
-                   "cpu|gpu], serial:PORT, estimate:BOARD[:cmsis_nn|reference] "
+                   "cpu|gpu], serial:PORT, qemu[:mps2_an386], estimate:BOARD[:cmsis_nn|reference] "
                    "(default: litert)")
     p.add_argument("--runs", type=_int, default=50, help="timed inferences (default 50)")
     p.add_argument("--warmup", type=_int, default=5, help="untimed inferences first (default 5)")
@@ -69,6 +69,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="interleaved blocks per model (default 5)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="serial: seconds one line from the board may take (default 10)")
+    p.add_argument("--tflm-lib", metavar="DIR",
+                   help="qemu: the Arduino_TensorFlowLite library folder (default "
+                   "$EFFKERAS_TFLM_LIB, then ~/Arduino/libraries/Arduino_TensorFlowLite)")
+    p.add_argument("--inputs", metavar="X.npy",
+                   help="qemu: inputs to compare with LiteRT's reference kernels, (N, *shape)")
+    p.add_argument("--compare", type=_int, default=10,
+                   help="qemu: random inputs to compare when --inputs is not given (default 10)")
+    p.add_argument("--save-outputs", metavar="Y.npy", help="qemu: write the board's outputs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--csv", metavar="FILE", help="also write the figures as CSV")
     p.add_argument("--plot", metavar="PNG", help="also plot size, latency and accuracy")
@@ -103,8 +111,10 @@ def cmd_bench(args) -> int:
         if os.path.isdir(m):
             raise InvalidModelError(f"{m!r} is a folder; expected a .tflite file.")
     accuracies = _accuracies(args.accuracy)
+    qemu_options = {"inputs": args.inputs, "compare": args.compare, "tflm_lib": args.tflm_lib,
+                    "save_outputs": args.save_outputs}
     results = compare(models, args.target, args.runs, args.warmup, args.threads,
-                      rounds=args.rounds, timeout=args.timeout)
+                      rounds=args.rounds, timeout=args.timeout, qemu_options=qemu_options)
     if args.json:
         print(to_json(results))
     else:

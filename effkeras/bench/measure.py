@@ -20,6 +20,7 @@ from effkeras.bench.targets import (
     AndroidTarget,
     EstimateTarget,
     LiteRTTarget,
+    QemuTarget,
     SerialTarget,
     Target,
     TFLMTarget,
@@ -163,6 +164,42 @@ def _run_serial(models, target, runs, warmup, threads, rounds, timeout) -> list[
     return [r]
 
 
+def _run_qemu(models, target: QemuTarget, runs, warmup, threads, timeout, options
+               ) -> list[BenchResult]:
+    from effkeras.bench.qemu import run_qemu, save_outputs
+
+    if len(models) != 1:
+        raise BenchConfigError(
+            f"{target.spec} builds and runs one sketch at a time; run `effkeras bench MODEL "
+            f"--target {target.spec}` for each of the {len(models)} models."
+        )
+    m = models[0]
+    run = run_qemu(m, target.board, runs, warmup, inputs=options.get("inputs"),
+                   compare=options.get("compare", 10), tflm_lib=options.get("tflm_lib"),
+                   timeout=max(timeout, 30.0))
+    if options.get("save_outputs"):
+        save_outputs(run, options["save_outputs"])
+    r = _base(m, target, runs, warmup, threads)
+    r.stats = LatencyStats.from_samples(run.samples_us)
+    r.samples_us = run.samples_us
+    r.arena_bytes = run.arena_bytes
+    r.details = run.summary()
+    r.notes.append(
+        f"emulated: {run.instructions:,.0f} instructions per inference (median; mean "
+        f"{run.instructions_mean:,.0f}); latency is virtual time under -icount shift=0 (one "
+        f"instruction a nanosecond), not a real chip's. Arena {run.arena_bytes:,} B measured "
+        f"on the 32-bit target ({run.host_arena_bytes:,} B on this 64-bit host). ELF text "
+        f"{run.build.text:,} / data {run.build.data:,} / bss {run.build.bss:,} B."
+    )
+    if run.within_1lsb is not None:
+        r.notes.append(
+            f"outputs vs LiteRT reference kernels on {len(run.outputs)} inputs: "
+            f"{run.within_1lsb:.1%} of elements within 1 LSB (max difference "
+            f"{run.max_abs_diff:g}), argmax agreement {run.argmax_agreement:.0%}."
+        )
+    return [r]
+
+
 def _run_estimate(models, target: EstimateTarget, runs, warmup, threads) -> list[BenchResult]:
     from effkeras.bench.estimate import estimate
 
@@ -186,6 +223,7 @@ def compare(
     *,
     rounds: int = DEFAULT_ROUNDS,
     timeout: float = 10.0,
+    qemu_options: dict[str, Any] | None = None,
 ) -> list[BenchResult]:
     """Benchmark several models on one target, interleaved; results in the given order.
 
@@ -196,7 +234,10 @@ def compare(
         warmup: untimed inferences per model first.
         threads: interpreter threads (litert and android only).
         rounds: host and android: blocks per model, run round-robin across the models.
-        timeout: serial: seconds one expected line may take.
+        timeout: serial and qemu: seconds one expected line may take.
+        qemu_options: qemu only: ``inputs`` (array or .npy path of comparison inputs),
+            ``compare`` (random inputs when none given), ``tflm_lib`` (library folder),
+            ``save_outputs`` (.npy path for the board's outputs).
 
     Raises:
         UnknownTargetError, UnknownBoardError, BenchConfigError: bad settings.
@@ -215,6 +256,8 @@ def compare(
         return _run_android(loaded, t, runs, warmup, threads, rounds)
     if isinstance(t, SerialTarget):
         return _run_serial(loaded, t, runs, warmup, threads, rounds, timeout)
+    if isinstance(t, QemuTarget):
+        return _run_qemu(loaded, t, runs, warmup, threads, timeout, qemu_options or {})
     if isinstance(t, EstimateTarget):
         return _run_estimate(loaded, t, runs, warmup, threads)
     raise BenchConfigError(f"No runner for target {t!r}.")  # pragma: no cover

@@ -200,6 +200,16 @@ class BoardClient:
             raise DeviceError(f"BENCH_DONE reports n={done['n']}, expected {n}.")
         return lines, done
 
+    def run(self, raw_input: bytes, output_bytes: int | None = None) -> dict[str, Any]:
+        """``RUN`` with the input tensor's raw bytes: the parsed RESULT line (``out`` holds
+        the output tensor's raw bytes; checked to be ``output_bytes`` long when given)."""
+        self.send(protocol.run_command(raw_input))
+        msg = self.read_message(("RESULT",), time.monotonic() + self.timeout, "the RESULT line")
+        if output_bytes is not None and len(msg["out"]) != output_bytes:
+            raise DeviceError(f"RESULT from {self.port} carries {len(msg['out'])} output bytes, "
+                              f"expected {output_bytes}.")
+        return msg
+
 
 def expected_info(model: TFLiteModel) -> dict[str, Any]:
     """The INFO fields that identify this model: size, sha256 prefix, FNV-1a checksum."""
@@ -214,14 +224,17 @@ def run_serial(
     baud: int = protocol.BAUD,
     timeout: float = 10.0,
     handshake_timeout: float | None = None,
+    inputs: list[bytes] | None = None,
 ) -> dict[str, Any]:
-    """Handshake, check the model, run the benchmark.
+    """Handshake, check the model, run the benchmark, then ``RUN`` each of ``inputs``.
 
     ``timeout`` bounds the wait for each line; ``handshake_timeout`` (default: ``timeout``)
-    the whole handshake, which must cover a board's reset when the port opens.
+    the whole handshake, which must cover a board's reset when the port opens. ``inputs``
+    are raw input tensors (the model's dtype and byte order, e.g. ``x.tobytes()``).
 
     Returns:
-        ``{info, samples_us, done, warmup_us, argmax, expected_argmax, log}``.
+        ``{info, samples_us, done, warmup_us, argmax, expected_argmax, log, results}``;
+        ``results`` holds the parsed RESULT line of each input (``out``: raw bytes).
 
     Raises:
         ModelMismatchError: the board runs another model (or its copy is corrupt).
@@ -244,7 +257,10 @@ def run_serial(
             warm_lines, _ = client.bench(warmup)
             warm_us = [m["us"] for m in warm_lines]
         lines, done = client.bench(runs)
+        out_bytes = model.outputs[0].size * model.outputs[0].numpy_dtype.itemsize
+        results = [client.run(raw, out_bytes) for raw in (inputs or [])]
         return {
+            "results": results,
             "info": info,
             "samples_us": [float(m["us"]) for m in lines],
             "warmup_us": warm_us,

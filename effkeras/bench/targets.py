@@ -15,6 +15,9 @@ strings, and parsing never touches a device. The valid forms:
                                           may contain ':', e.g. 192.168.1.5:5555)
 ``serial:PORT``                           the generated Arduino sketch's benchmark mode on
                                           a serial port, e.g. serial:/dev/ttyACM0, serial:COM3
+``qemu`` / ``qemu:BOARD``                  the generated sketch built with arm-none-eabi-g++
+                                          against the Arduino TFLM library and run in
+                                          qemu-system-arm; BOARD = mps2_an386 (default)
 ``estimate:BOARD`` / ``estimate:BOARD:K``  a cycles-per-MAC estimate for a board of
                                           :data:`effkeras.boards.BOARDS`; K = cmsis_nn or
                                           reference (default: cmsis_nn where the board has it)
@@ -42,6 +45,8 @@ VALID_FORMS = (
     "android:SERIAL",
     "android[:SERIAL]@xnnpack|cpu|gpu",
     "serial:PORT",
+    "qemu",
+    "qemu:mps2_an386",
     "estimate:BOARD",
     "estimate:BOARD:cmsis_nn|reference",
 )
@@ -130,6 +135,21 @@ class SerialTarget(Target):
 
 
 @dataclass(frozen=True)
+class QemuTarget(Target):
+    """The generated sketch, built for an emulated board and run in qemu-system-arm."""
+
+    board: str = "mps2_an386"
+
+    @property
+    def kind(self) -> str:
+        return "qemu"
+
+    @property
+    def spec(self) -> str:
+        return f"qemu:{self.board}"
+
+
+@dataclass(frozen=True)
 class EstimateTarget(Target):
     """A latency estimate for a board from MACs and cycles per MAC (nothing runs)."""
 
@@ -196,6 +216,15 @@ def parse_target(spec: str | Target) -> Target:
         if not rest:
             raise _unknown(spec, "serial needs a port, e.g. serial:/dev/ttyACM0 or serial:COM3.")
         return SerialTarget(port=rest)
+    if kind == "qemu":
+        from effkeras.bench.qemu import emulated_boards
+
+        board_name = (rest or "mps2_an386").strip().lower().replace("-", "_")
+        board_name = {"mps2": "mps2_an386", "an386": "mps2_an386"}.get(board_name, board_name)
+        if board_name not in emulated_boards():
+            raise _unknown(spec, f"QEMU emulates {', '.join(emulated_boards())}; other boards "
+                           f"only build (`effkeras build SKETCH --board NAME`).")
+        return QemuTarget(board=board_name)
     if kind == "estimate":
         board_name, _, kernels = rest.partition(":")
         if not board_name:
