@@ -264,7 +264,7 @@ def commands(path: str, out_dir: str) -> list[tuple[str, list[str], bool]]:
     ]
 
 
-def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print) -> dict:
+def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, bench_every: int = 1) -> dict:
     """Run ``n`` mutants; returns the counts and every failure (kind, command, why, sha256)."""
     import hashlib
 
@@ -282,6 +282,7 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print) -> d
     codes: Counter = Counter()
     failures = []
     slowest = 0.0
+    accepted = 0
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="effkeras_fuzz_") as tmp:
         path = os.path.join(tmp, "m.tflite")
@@ -292,7 +293,9 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print) -> d
             first = run_cli(["inspect", path, "--json"], timeout)
             runs = [("inspect", first, True)]
             if first.get("code") == 0 and k % deep_every == 0:
-                runs += [(name, run_cli(argv, timeout), js) for name, argv, js in commands(path, tmp)]
+                accepted += 1
+                runs += [(name, run_cli(argv, timeout), js) for name, argv, js in commands(path, tmp)
+                         if not name.startswith("bench") or accepted % bench_every == 0]
             for name, res, js in runs:
                 slowest = max(slowest, res["seconds"])
                 codes[f"{name}:{res.get('code', res.get('signal', 'hang'))}"] += 1
@@ -304,7 +307,7 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print) -> d
                     log(f"[{k}] {kind} {name}: {why}: {res['stderr'].strip()[-300:]}")
             if k and k % 250 == 0:
                 log(f"{k} mutants, {len(failures)} failures, {time.monotonic() - t0:.0f} s")
-    return {"mutants": n, "seed": seed, "timeout_s": timeout, "kinds": dict(counts), "exit_codes": dict(codes),
+    return {"mutants": n, "seed": seed, "timeout_s": timeout, "deep_every": deep_every, "bench_every": bench_every, "kinds": dict(counts), "exit_codes": dict(codes),
             "failures": failures, "seconds": round(time.monotonic() - t0, 1), "slowest_command_s": slowest}
 
 
@@ -317,7 +320,8 @@ def markdown(summary: dict) -> str:
     lines = [f"## {TITLE}", "",
              f"{summary['mutants']:,} mutants (seed {summary['seed']}), {runs:,} command runs in "
              f"{summary['seconds']:,.0f} s; time limit {summary['timeout_s']:g} s a command; slowest "
-             f"{summary['slowest_command_s']:.1f} s.", "",
+             f"{summary['slowest_command_s']:.1f} s. profile and sketch ran on every mutant that inspect accepted, "
+             f"the two bench commands on every {summary['bench_every']}th of them.", "",
              "| command | runs | exit 0 | exit 2 | signal deaths | hangs | failures |", "|---|---:|---:|---:|---:|---:|---:|"]
     for cmd in ("inspect", "profile", "sketch", "bench:tflm", "bench:litert"):
         ec = {k.rsplit(":", 1)[1]: v for k, v in summary["exit_codes"].items() if k.rsplit(":", 1)[0] == cmd}
@@ -351,15 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a command may take")
     p.add_argument("--deep-every", type=int, default=1,
                    help="run profile/sketch/bench on every Nth mutant that inspect accepts")
+    p.add_argument("--bench-every", type=int, default=1,
+                   help="run the two bench commands on every Nth mutant that inspect accepts (each starts a "
+                        "timing child process, the slowest step)")
     p.add_argument("--results", help="write the results file here (benchmarks/results/fuzz.json)")
     args = p.parse_args(argv)
-    if args.mutants < 1 or args.deep_every < 1:
-        p.error(f"--mutants and --deep-every must be at least 1. Received: {args.mutants}, {args.deep_every}")
+    if min(args.mutants, args.deep_every, args.bench_every) < 1:
+        p.error("--mutants, --deep-every and --bench-every must be at least 1. Received: "
+                f"{args.mutants}, {args.deep_every}, {args.bench_every}")
     os.environ.setdefault("EFFKERAS_CHILD_TIMEOUT", str(max(5.0, args.timeout / 3)))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import results
 
-    summary = fuzz(args.mutants, args.seed, args.timeout, args.deep_every)
+    summary = fuzz(args.mutants, args.seed, args.timeout, args.deep_every, bench_every=args.bench_every)
     md = markdown(summary)
     print(md)
     if args.results:

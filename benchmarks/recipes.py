@@ -135,11 +135,11 @@ RECIPES: dict[str, Recipe] = {
             steps=("seeded mutations: bit flips, 32-bit word edits, truncations, random bytes, structured edits of "
                    "shapes, scales, zero points, indices, types, options and buffers",
                    "each mutant through effkeras inspect, then profile, sketch and bench (tflm, litert) if inspect "
-                   "accepts it, each command forked with a time limit"),
+                   "accepts it (bench on every 5th of those), each command forked with a time limit"),
             measures="signal deaths, hangs, tracebacks, exit codes other than 0 and 2, invalid JSON with --json",
             seeds="mutation seed 0",
             results="benchmarks/results/fuzz.json",
-            args=("--mutants", "10000", "--results", "{results}"),
+            args=("--mutants", "10000", "--bench-every", "5", "--results", "{results}"),
             quick_args=("--mutants", "40", "--results", "{results}"),
         ),
         Recipe(
