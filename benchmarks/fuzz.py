@@ -264,8 +264,12 @@ def commands(path: str, out_dir: str) -> list[tuple[str, list[str], bool]]:
     ]
 
 
-def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, bench_every: int = 1) -> dict:
-    """Run ``n`` mutants; returns the counts and every failure (kind, command, why, sha256)."""
+def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, bench_every: int = 1,
+         checkpoint=None) -> dict:
+    """Run ``n`` mutants; returns the counts and every failure (kind, command, why, sha256).
+
+    ``checkpoint(summary)`` is called every 250 mutants with the summary so far
+    (``mutants_done`` < ``mutants``), so a long run that is stopped still leaves its figures."""
     import hashlib
 
     import effkeras.bench.cli  # noqa: F401 - imported once here, so each forked command starts warm
@@ -284,6 +288,12 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, benc
     slowest = 0.0
     accepted = 0
     t0 = time.monotonic()
+
+    def summary(done: int) -> dict:
+        return {"mutants": n, "mutants_done": done, "seed": seed, "timeout_s": timeout, "deep_every": deep_every,
+                "bench_every": bench_every, "kinds": dict(counts), "exit_codes": dict(codes), "failures": failures,
+                "seconds": round(time.monotonic() - t0, 1), "slowest_command_s": slowest}
+
     with tempfile.TemporaryDirectory(prefix="effkeras_fuzz_") as tmp:
         path = os.path.join(tmp, "m.tflite")
         for k, (kind, data) in enumerate(mutants(models, n, seed)):
@@ -307,8 +317,9 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, benc
                     log(f"[{k}] {kind} {name}: {why}: {res['stderr'].strip()[-300:]}")
             if k and k % 250 == 0:
                 log(f"{k} mutants, {len(failures)} failures, {time.monotonic() - t0:.0f} s")
-    return {"mutants": n, "seed": seed, "timeout_s": timeout, "deep_every": deep_every, "bench_every": bench_every, "kinds": dict(counts), "exit_codes": dict(codes),
-            "failures": failures, "seconds": round(time.monotonic() - t0, 1), "slowest_command_s": slowest}
+                if checkpoint is not None:
+                    checkpoint(summary(k))
+    return summary(n)
 
 
 def markdown(summary: dict) -> str:
@@ -318,7 +329,9 @@ def markdown(summary: dict) -> str:
     for key, v in summary["exit_codes"].items():
         by_cmd[key.rsplit(":", 1)[0]] += v
     lines = [f"## {TITLE}", "",
-             f"{summary['mutants']:,} mutants (seed {summary['seed']}), {runs:,} command runs in "
+             (f"**Stopped after {summary['mutants_done']:,} of {summary['mutants']:,} mutants** (the figures below "
+              "are of those). " if summary["mutants_done"] < summary["mutants"] else "")
+             + f"{summary['mutants_done']:,} mutants (seed {summary['seed']}), {runs:,} command runs in "
              f"{summary['seconds']:,.0f} s; time limit {summary['timeout_s']:g} s a command; slowest "
              f"{summary['slowest_command_s']:.1f} s. profile and sketch ran on every mutant that inspect accepted, "
              f"the two bench commands on every {summary['bench_every']}th of them.", "",
@@ -342,10 +355,10 @@ def headline(summary: dict) -> list[dict]:
     runs = sum(summary["exit_codes"].values())
     return [results.headline_row(
         "hostile files: fuzzed inspect, profile, sketch, bench",
-        f"{summary['mutants']:,} mutants, {runs:,} command runs: {kinds.get('signal', 0)} signal deaths, "
+        f"{summary['mutants_done']:,} mutants, {runs:,} command runs: {kinds.get('signal', 0)} signal deaths, "
         f"{kinds.get('hang', 0)} hangs, {kinds.get('traceback', 0)} tracebacks, {len(summary['failures'])} "
         "failures in all", "0 signal deaths, 0 hangs, 0 tracebacks, every exit 0 or 2",
-        "yes" if not summary["failures"] else "no")]
+        "no" if summary["failures"] else ("yes" if summary["mutants_done"] >= 10_000 else "partly"))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,13 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import results
 
-    summary = fuzz(args.mutants, args.seed, args.timeout, args.deep_every, bench_every=args.bench_every)
-    md = markdown(summary)
-    print(md)
-    if args.results:
-        command = "benchmarks/fuzz.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        results.save(args.results, results.build("fuzz", title=TITLE, markdown=md, headline=headline(summary),
-                                                 script_command=command, raw=summary))
+    command = "benchmarks/fuzz.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def save(summary: dict) -> None:
+        if args.results:
+            results.save(args.results, results.build("fuzz", title=TITLE, markdown=markdown(summary),
+                                                     headline=headline(summary), script_command=command,
+                                                     raw=summary))
+
+    summary = fuzz(args.mutants, args.seed, args.timeout, args.deep_every, bench_every=args.bench_every,
+                   checkpoint=save)
+    print(markdown(summary))
+    save(summary)
     return 0
 
 
