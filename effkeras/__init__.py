@@ -39,7 +39,7 @@ _install_keras_registration()
 
 def __getattr__(name: str):
     # effkeras.quantize and effkeras.callbacks need Keras: import them on first use.
-    if name in ("quantize", "callbacks", "distill", "prune", "text"):
+    if name in ("quantize", "callbacks", "distill", "prune", "text", "tune"):
         import importlib
 
         return importlib.import_module(f"effkeras.{name}")

@@ -11,6 +11,7 @@
     effkeras bench    MODEL --target litert|tflm|android[:SERIAL]|serial:PORT|estimate:BOARD
     effkeras bench compare A.tflite B.tflite ... --target T
     effkeras boards   [--json]
+    effkeras tune     --dataset NAME --board NAME --max-trials N --out DIR [--workers N] ...
 
 Bad input prints one line "effkeras: error: ..." to stderr and exits with code 2.
 """
@@ -343,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     from effkeras.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+
+    from effkeras.tune.cli import add_parser as add_tune_parser
+
+    add_tune_parser(sub)
 
     from effkeras.deploy.build_cli import add_parser as add_build_parser
 
