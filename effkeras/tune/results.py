@@ -133,10 +133,14 @@ def plot_pareto(trials: list[dict[str, Any]], front: list[dict[str, Any]], path:
     if ok:
         ax.scatter([t["size_bytes"] / 1024 for t in ok], [t["val_int8_accuracy"] for t in ok],
                    c="tab:blue", label="feasible", zorder=2)
-    if front:
-        pts = sorted((t["size_bytes"] / 1024, t["val_int8_accuracy"]) for t in front)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", c="tab:orange",
-                label="Pareto front (acc, size, latency)", zorder=3)
+    if front:  # a front in three objectives is no line in two: markers, labelled
+        ax.scatter([t["size_bytes"] / 1024 for t in front], [t["val_int8_accuracy"] for t in front],
+                   s=80, facecolors="none", edgecolors="tab:orange", linewidths=2,
+                   label="Pareto front (accuracy, size, latency)", zorder=3)
+        for t in front:
+            ax.annotate(f"{t['trial_id']} ({t['latency_ms']:.2g} ms)",
+                        (t["size_bytes"] / 1024, t["val_int8_accuracy"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
     if bad:
         ax.scatter([t["size_bytes"] / 1024 for t in bad], [0.0] * len(bad), marker="x", c="tab:red",
                    label="infeasible (not trained)", zorder=2)

@@ -158,7 +158,7 @@ class BoardTuner(keras_tuner.Tuner):
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = hypermodel.build(hp)
-        record["hyperparameters"] = dict(hp.values)
+        record["hyperparameters"] = {k: v for k, v in hp.values.items() if hp.is_active(k)}
         qat = hypermodel.use_qat(hp)
         plan = hypermodel.pruning(hp)
         record.update(qat=qat, pruning=plan, params=int(model.count_params()))
