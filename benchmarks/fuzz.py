@@ -281,6 +281,7 @@ def fuzz(n: int, seed: int, timeout: float, deep_every: int = 1, log=print, benc
 
     litert.load_interpreter_class()
     tflm._runtime()
+    effkeras.cli.build_parser()  # imports each command's lazily imported module here, once
     models = [open(os.path.join(ROOT, p), "rb").read() for p in BASE_MODELS]
     counts: Counter = Counter()
     codes: Counter = Counter()

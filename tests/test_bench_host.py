@@ -130,7 +130,7 @@ def test_child_crash_is_an_error_not_a_crash(files):
     try:
         os.kill(worker.proc.pid, signal.SIGSEGV)
         worker.proc.wait(timeout=10)
-        with pytest.raises(InvalidModelError, match="crashed"):
+        with pytest.raises(InvalidModelError, match="the interpreter was killed by SIGSEGV"):
             worker.run(3)
     finally:
         worker.close()
