@@ -171,6 +171,8 @@ class BuildResult:
         ops: the resolver's ``Add...`` calls found in the sketch.
         library_sources: the library sources linked (relative to its ``src``).
         compiled: how many library sources this build compiled (0: all from the cache).
+        fallback: symbols the selected sources lacked, so the whole library was linked
+            (empty when the selection sufficed).
         cache_dir: where the library objects are cached.
         seconds: wall time of the build.
         flags: the compiler flags used for every file.
@@ -190,6 +192,7 @@ class BuildResult:
     cache_dir: str
     seconds: float
     flags: list[str] = field(default_factory=list)
+    fallback: list[str] = field(default_factory=list)
 
     @property
     def flash_bytes(self) -> int:
@@ -302,7 +305,7 @@ _KERNEL_SUPPORT = ("kernel_util.cpp", "micro_tensor_utils.cpp")
 _CMSIS_GROUPS = {
     "conv": ("ConvolutionFunctions", "NNSupportFunctions"),
     "depthwise_conv": ("ConvolutionFunctions", "NNSupportFunctions"),
-    "fully_connected": ("FullyConnectedFunctions", "NNSupportFunctions"),
+    "fully_connected": ("FullyConnectedFunctions", "ConvolutionFunctions", "NNSupportFunctions"),
     "softmax": ("SoftmaxFunctions", "NNSupportFunctions"),
     "pooling": ("PoolingFunctions", "NNSupportFunctions"),
     "add": ("BasicMathFunctions", "NNSupportFunctions"),
@@ -546,8 +549,11 @@ def build_sketch(
         jobs = os.cpu_count() or 1
     firmware = _firmware_dir()
 
-    defines = [*_DEFINES, f"-D{board_obj.define}"] + [f"-D{d}" for d in extra_defines]
+    # The library is compiled without the board's own macro (it tests none but the Nano 33
+    # BLE's, which is never defined here), so boards with one CPU share one cache.
+    defines = [*_DEFINES] + [f"-D{d}" for d in extra_defines]
     base = [*board_obj.cpu_flags, *_COMMON_FLAGS, *defines]
+    board_define = [f"-D{board_obj.define}"]
     includes = [f"-I{firmware}", f"-I{src}", f"-I{src / 'third_party/cmsis_nn'}",
                 f"-I{src / 'third_party/cmsis_nn/Include'}", f"-I{src / 'third_party/flatbuffers/include'}",
                 f"-I{src / 'third_party/gemmlowp'}", f"-I{src / 'third_party/ruy'}"]
@@ -606,7 +612,8 @@ def build_sketch(
     own += [(str(p), sketch_build / f"{p.name}.o") for p in sketch.sources]
     own += [(str(firmware / n), out_dir / "core" / f"{n}.o")
             for n in ("efk_core.cpp", "startup_cortexm.c")]
-    _run_all(jobs, [lambda s=s, o=o: _compile([*cmd_for(s), *sketch_inc], s, o) for s, o in own])
+    _run_all(jobs, [lambda s=s, o=o: _compile([*cmd_for(s), *board_define, *sketch_inc], s, o)
+                    for s, o in own])
 
     ld = out_dir / "efk_cortexm.ld"
     _linker_script(board_obj, ld, stack_bytes)
@@ -630,11 +637,22 @@ def build_sketch(
             capture_output=True, text=True, check=False)
 
     proc = link(lib_objects)
-    if proc.returncode != 0 and _undefined_symbols(proc.stderr):
-        # The selection missed a source: link against the whole library (cached too).
-        lib_sources = all_sources(src)
-        lib_objects = ensure(lib_sources)
-        proc = link(lib_objects)
+    missing = _undefined_symbols(proc.stderr) if proc.returncode != 0 else []
+    if missing:
+        # The selection missed a source. CMSIS-NN names each file after its function: add
+        # those first; if symbols are still missing, link the whole library (cached too).
+        cmsis = {p.stem: p.relative_to(src).as_posix()
+                 for p in (src / "third_party/cmsis_nn/Source").rglob("*.c")}
+        extra = {cmsis.get(sym, cmsis.get(sym.removesuffix("_get_buffer_size"))) for sym in missing}
+        extra.discard(None)
+        if extra:
+            lib_sources = sorted(set(lib_sources) | extra)  # type: ignore[arg-type]
+            lib_objects = ensure(lib_sources)
+            proc = link(lib_objects)
+        if proc.returncode != 0 and _undefined_symbols(proc.stderr):
+            lib_sources = all_sources(src)
+            lib_objects = ensure(lib_sources)
+            proc = link(lib_objects)
     if proc.returncode != 0:
         if "does not fit the board's RAM" in proc.stderr or "overflowed" in proc.stderr:
             raise BuildError(f"The sketch does not fit {board_obj.title}: "
@@ -648,7 +666,7 @@ def build_sketch(
         library_version=version, tflm_sync=TFLM_SYNC_DATES.get(version, ""),
         ops=list(sketch.add_calls), library_sources=lib_sources, compiled=compiled,
         cache_dir=str(cache), seconds=time.monotonic() - started,
-        flags=[*base, *_CXX_FLAGS],
+        flags=[*base, *board_define, *_CXX_FLAGS], fallback=missing,
     )
 
 

@@ -1,0 +1,185 @@
+"""effkeras build: generated sketches compiled with arm-none-eabi-g++ against the real
+Arduino_TensorFlowLite library (../shared/tflm, or $EFFKERAS_TFLM_LIB).
+
+The library objects are cached (``$EFFKERAS_CACHE`` or ``~/.cache/effkeras``): the first
+run compiles the interpreter core and the digits model's kernels (about 90 sources), later
+runs only the sketch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from effkeras.boards import Board
+from effkeras.deploy.arduino import arduino_sketch
+from effkeras.deploy.build import (
+    BUILD_BOARDS,
+    build_sketch,
+    find_library,
+    get_build_board,
+    kernel_sources,
+    read_sketch,
+)
+from effkeras.errors import BuildError, ToolchainError
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "tflite_models" / "digits_cnn_int8.tflite"
+TFLM_LIB = Path(os.environ.get("EFFKERAS_TFLM_LIB")
+                or ROOT.parent / "shared" / "tflm" / "Arduino_TensorFlowLite")
+
+needs_arm = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-g++") is None,
+    reason="arm-none-eabi-g++ is not installed (apt-get install gcc-arm-none-eabi "
+    "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib; .ci/run installs it)",
+)
+
+
+def _emulated_board() -> Board:
+    from effkeras.bench.qemu import sketch_board
+
+    return sketch_board("mps2_an386")
+
+
+@pytest.fixture(scope="module")
+def digits_sketch(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build") / "digits_qemu"
+    return arduino_sketch(str(DIGITS), out, board=_emulated_board())
+
+
+@pytest.fixture(scope="module")
+def digits_build(digits_sketch, tmp_path_factory):
+    return build_sketch(digits_sketch.path, "qemu", TFLM_LIB,
+                        build_dir=tmp_path_factory.mktemp("build_out"))
+
+
+# ---- no toolchain needed -------------------------------------------------------------
+
+def test_kernel_selection_follows_the_resolver():
+    src = find_library(TFLM_LIB) / "src"
+    files = kernel_sources(src, ["AddConv2D", "AddReshape"])
+    assert "tensorflow/lite/micro/kernels/cmsis_nn/conv.cpp" in files
+    assert "tensorflow/lite/micro/kernels/conv_common.cpp" in files
+    assert "tensorflow/lite/micro/kernels/reshape.cpp" in files
+    assert not any("softmax" in f or "fully_connected" in f for f in files)
+    assert any(f.startswith("third_party/cmsis_nn/Source/ConvolutionFunctions/") for f in files)
+    with pytest.raises(BuildError, match="AddNoSuchOp"):
+        kernel_sources(src, ["AddNoSuchOp"])
+
+
+def test_missing_library_names_where_it_looked(tmp_path, monkeypatch):
+    with pytest.raises(ToolchainError, match=r"not at .*nowhere.*Library Manager"):
+        find_library(tmp_path / "nowhere")
+    with pytest.raises(ToolchainError, match="is not the Arduino_TensorFlowLite library"):
+        find_library(tmp_path)
+    with pytest.raises(ToolchainError, match="src folder"):
+        find_library(TFLM_LIB / "src")
+    monkeypatch.setenv("EFFKERAS_TFLM_LIB", str(TFLM_LIB))
+    assert find_library() == TFLM_LIB.resolve()
+    monkeypatch.setenv("EFFKERAS_TFLM_LIB", str(tmp_path / "gone"))
+    with pytest.raises(ToolchainError, match=r"\$EFFKERAS_TFLM_LIB"):
+        find_library()
+
+
+def test_not_a_sketch(tmp_path):
+    with pytest.raises(BuildError, match="No sketch folder"):
+        read_sketch(tmp_path / "missing")
+    (tmp_path / "other.ino").write_text("void setup() {}\nvoid loop() {}\n")
+    with pytest.raises(BuildError, match=r"no .*\.ino\. It has other\.ino"):
+        read_sketch(tmp_path)
+    sketch = tmp_path / "plain"
+    sketch.mkdir()
+    (sketch / "plain.ino").write_text("void setup() {}\nvoid loop() {}\n")
+    with pytest.raises(BuildError, match="registers no ops"):
+        read_sketch(sketch)
+
+
+def test_missing_toolchain_says_how_to_install(digits_sketch, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolchainError, match="apt-get install gcc-arm-none-eabi"):
+        build_sketch(digits_sketch.path, "qemu", TFLM_LIB)
+
+
+def test_boards_table():
+    assert get_build_board("qemu").emulated
+    assert BUILD_BOARDS["pico"].float_abi == "soft"
+    with pytest.raises(BuildError, match="Xtensa"):
+        get_build_board("esp32s3")
+    with pytest.raises(ValueError, match="Received: board='uno'"):
+        get_build_board("uno")
+
+
+# ---- real builds -----------------------------------------------------------------------
+
+@pytest.mark.cross
+@needs_arm
+def test_digits_sketch_builds_against_the_real_library(digits_build, digits_sketch):
+    r = digits_build
+    assert Path(r.elf).is_file()
+    assert r.library_version == "2.4.0-ALPHA" and r.tflm_sync == "2023-02-27"
+    assert r.ops == ["AddConv2D", "AddFullyConnected", "AddMaxPool2D", "AddReshape",
+                     "AddSoftmax"]
+    # The model array is in flash; the arena is in bss.
+    assert r.text > digits_sketch.model_bytes
+    assert r.bss > digits_sketch.arena_size
+    assert r.flash_bytes == r.text + r.data and r.ram_bytes == r.data + r.bss
+    assert not any(s.startswith("peripherals/") for s in r.library_sources)
+    assert "tensorflow/lite/micro/kernels/cmsis_nn/conv.cpp" in r.library_sources
+    assert not any("lstm" in s or "transpose_conv" in s for s in r.library_sources)
+    assert "-mfloat-abi=hard" in r.flags
+    assert r.fallback == []  # the selected sources sufficed: no whole-library link
+
+
+@pytest.mark.cross
+@needs_arm
+def test_second_build_comes_from_the_cache(digits_build, digits_sketch, tmp_path):
+    again = build_sketch(digits_sketch.path, "qemu", TFLM_LIB, build_dir=tmp_path)
+    assert again.compiled == 0
+    assert again.cache_dir == digits_build.cache_dir
+    assert (again.text, again.data, again.bss) == (digits_build.text, digits_build.data,
+                                                  digits_build.bss)
+
+
+@pytest.mark.cross
+@needs_arm
+def test_cli_build_json_and_bad_input(digits_build, digits_sketch, tmp_path, capsys):
+    from effkeras.cli import main
+
+    rc = main(["build", digits_sketch.path, "--tflm-lib", str(TFLM_LIB), "--build-dir",
+               str(tmp_path / "b"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["text"] == digits_build.text and out["board"] == "mps2_an386"
+    assert main(["build", digits_sketch.path, "--tflm-lib", str(tmp_path / "none")]) == 2
+    assert "Arduino_TensorFlowLite library is not at" in capsys.readouterr().err
+    assert main(["build", str(tmp_path), "--tflm-lib", str(TFLM_LIB)]) == 2
+    assert "not an Arduino sketch" in capsys.readouterr().err
+    assert main(["build", digits_sketch.path, "--board", "esp32s3"]) == 2
+    assert "Xtensa" in capsys.readouterr().err
+
+
+@pytest.mark.cross
+@needs_arm
+def test_text_sketch_builds(tmp_path):
+    keras = pytest.importorskip("keras")
+    from effkeras.convert import to_tflite
+    from effkeras.deploy.text_sketch import text_sketch
+    from effkeras.text import Projector, build_sgnn, calibration_data
+
+    projector = Projector(8, 8, char_ngrams=(2, 3))
+    keras.utils.set_random_seed(0)
+    model = build_sgnn(projector, 2, bottleneck=16, hidden=8)
+    x = projector(["free prize call now", "see you at lunch", "ok", "win cash"])
+    tflite = to_tflite(model, quantize="int8", representative_data=calibration_data(x),
+                       io_dtype="int8")
+    info = text_sketch(tflite, tmp_path / "sms_text", projector, labels=["ham", "spam"],
+                       board=_emulated_board())
+    r = build_sketch(info.path, "qemu", TFLM_LIB)
+    assert Path(r.elf).is_file()
+    assert r.text > len(tflite) and r.bss > 0
+    assert any(s.endswith("fully_connected.cpp") for s in r.library_sources)
+    assert r.fallback == [] and not any("conv.cpp" in s for s in r.library_sources)
