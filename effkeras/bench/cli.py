@@ -52,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``bench`` to an ``argparse`` subparsers object; returns its parser."""
     p = subparsers.add_parser(
         "bench",
-        help="measure latency on a target (litert, tflm, android, serial, estimate)",
+        help="measure latency on a target (litert, tflm, android, serial, qemu, estimate)",
         description="Measure a .tflite's latency on a target, or compare several "
         "(`effkeras bench compare A B ... --target T`).",
     )
