@@ -292,7 +292,7 @@ class ProfileReport:
             lines.append(
                 f"TFLM arena: {self.arena_bytes:,} bytes, the smallest that runs on this "
                 f"64-bit host{recorded}; {self.arena_with_margin:,} bytes with the margin "
-                f"for a 32-bit board"
+                f"for a 32-bit board (the board's own figure: effkeras bench --target qemu)"
             )
         else:
             lines.append(f"TFLM arena: not measured: {self.arena_error}")
