@@ -14,15 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from effkeras.cli import _positive_int as _jobs
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
