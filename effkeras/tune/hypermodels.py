@@ -111,7 +111,19 @@ def _head(x, num_classes: int):
     return layers.Softmax(name="probs")(x)
 
 
-class ImageCNN(BoardHyperModel):
+class _WidthHyperModel(BoardHyperModel):
+    """A BoardHyperModel with a width multiplier searched among ``widths``."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
+                 widths: Sequence[float] = (0.25, 0.5, 1.0), **kwargs: Any):
+        super().__init__(input_shape, num_classes, **kwargs)
+        self.widths = [float(w) for w in widths]
+
+    def _width(self, hp) -> float:
+        return hp.Choice("width", self.widths, ordered=True)
+
+
+class ImageCNN(_WidthHyperModel):
     """A plain image CNN: 1 to ``max_stages`` stages of conv-BN-ReLU (+ max pooling).
 
     Hyperparameters: ``width`` (multiplier of 16/32/64 filters), ``stages``, ``conv``
@@ -124,15 +136,14 @@ class ImageCNN(BoardHyperModel):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *, max_stages: int = 3,
                  widths: Sequence[float] = (0.25, 0.5, 1.0), **kwargs: Any):
-        super().__init__(input_shape, num_classes, **kwargs)
+        super().__init__(input_shape, num_classes, widths=widths, **kwargs)
         if not isinstance(max_stages, int) or not 1 <= max_stages <= len(self.BASE_FILTERS):
             raise ValueError(f"max_stages must be 1 to {len(self.BASE_FILTERS)}. Received: "
                              f"max_stages={max_stages!r}")
         self.max_stages = max_stages
-        self.widths = [float(w) for w in widths]
 
     def build_model(self, hp):
-        width = hp.Choice("width", self.widths, ordered=True)
+        width = self._width(hp)
         stages = hp.Int("stages", 1, self.max_stages, default=min(2, self.max_stages))
         conv = hp.Choice("conv", ["full", "separable"])
         x = inp = keras.Input(self.input_shape, name="input")
@@ -163,7 +174,7 @@ class ImageCNN(BoardHyperModel):
         return out
 
 
-class ResNet8(BoardHyperModel):
+class ResNet8(_WidthHyperModel):
     """The MLPerf Tiny ResNet-8 shape: a stem, 1-3 residual stacks, average pool, Dense.
 
     Hyperparameters: ``width`` (multiplier of 16/32/64), ``stacks``, ``kernel`` (3 or 5),
@@ -173,13 +184,8 @@ class ResNet8(BoardHyperModel):
 
     BASE_FILTERS = (16, 32, 64)
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
-                 widths: Sequence[float] = (0.25, 0.5, 1.0), **kwargs: Any):
-        super().__init__(input_shape, num_classes, **kwargs)
-        self.widths = [float(w) for w in widths]
-
     def build_model(self, hp):
-        width = hp.Choice("width", self.widths, ordered=True)
+        width = self._width(hp)
         stacks = hp.Int("stacks", 1, 3, default=3)
         kernel = hp.Choice("kernel", [3, 5], ordered=True)
         filters = [max(4, int(round(f * width))) for f in self.BASE_FILTERS]
@@ -206,7 +212,7 @@ class ResNet8(BoardHyperModel):
                 for i in range(hp.get("stacks")) if hp.get(f"sparsity_{i}")}
 
 
-class DSCNN(BoardHyperModel):
+class DSCNN(_WidthHyperModel):
     """The depthwise-separable CNN of keyword spotting (Zhang et al. 2017, MLPerf Tiny KWS).
 
     A strided conv, ``blocks`` depthwise-separable blocks of ``64 * width`` filters,
@@ -214,13 +220,8 @@ class DSCNN(BoardHyperModel):
     first conv's, 3 or 5), ``sparsity`` (channel pruning of every pointwise conv), ``qat``.
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
-                 widths: Sequence[float] = (0.25, 0.5, 1.0), **kwargs: Any):
-        super().__init__(input_shape, num_classes, **kwargs)
-        self.widths = [float(w) for w in widths]
-
     def build_model(self, hp):
-        width = hp.Choice("width", self.widths, ordered=True)
+        width = self._width(hp)
         blocks = hp.Int("blocks", 1, 4, default=4)
         kernel = hp.Choice("kernel", [3, 5], ordered=True)
         self._sparsity(hp, "sparsity")
