@@ -89,8 +89,8 @@ class HostWorker:
             runtime = {"litert": "LiteRT", "tflm": "TFLM"}.get(self.kind, self.kind)
             return InvalidModelError(
                 f"{runtime} could not run the model: the interpreter was killed by "
-                f"{_signal_name(-code)} ({what}, {self.path}). The file is damaged or hostile; "
-                f"re-export the model. {self._stderr_tail()}".strip()
+                f"{_signal_name(-code)} ({what}, {self.path}). Either the file is damaged (re-export it) or "
+                f"the runtime cannot run this valid model. {self._stderr_tail()}".strip()
             )
         return WorkerError(f"The {self.kind} child process {what}; {self._stderr_tail()}")
 

@@ -172,7 +172,8 @@ def run_in_child(
     if os.WIFSIGNALED(status):
         name = _signal_name(os.WTERMSIG(status))
         raise InvalidModelError(f"{stage}: the interpreter was killed by {name}{where}. "
-                                "The file is damaged or hostile; re-export the model.")
+                                "Either the file is damaged (check it with effkeras inspect, re-export it) or the "
+                                "runtime cannot run this valid model (try the other runtime).")
     if not chunks:
         raise InvalidModelError(f"{stage}: the child process exited with status {os.WEXITSTATUS(status)} "
                                 f"and no answer{where}.")
