@@ -256,15 +256,11 @@ def anchor(title: str) -> str:
     return slug.replace(" ", "-")
 
 
-def section_heading(doc: dict[str, Any]) -> str:
-    return f"{doc['title']}"
-
-
 def headline_table(docs: Sequence[dict[str, Any]], link_prefix: str = "") -> list[str]:
     """The headline rows of every suite, one line a row, each linked to its suite's section."""
     rows = []
     for doc in docs:
-        link = f"{link_prefix}#{anchor(section_heading(doc))}"
+        link = f"{link_prefix}#{anchor(doc['title'])}"
         for h in doc["headline"]:
             rows.append([f"[{h['what']}]({link})", h["result"], h["target"], h["met"]])
     return table_markdown(["what", "result", "target", "met"], rows)
@@ -278,7 +274,7 @@ def render_section(doc: dict[str, Any], recipe: Any, results_path: str) -> list[
         host += f", {m['nproc']} cores"
     if m.get("python"):
         host += f", Python {m['python']}"
-    out = [f"## {section_heading(doc)}", ""]
+    out = [f"## {doc['title']}", ""]
     ran = doc.get("script_command") or ""
     ran = f"`{ran}`" if 0 < len(ran) <= 160 else "the script command in the results file"
     out.append(f"Rerun: `{doc['command']}`. This run: {ran}, on {host}, {doc['date']}"

@@ -83,7 +83,7 @@ def _elements(shape: list[int]) -> int:
     return n
 
 
-def _check_tensor(i: int, t: Any, type_name: str, buffers: list, n_bytes_of) -> str | None:
+def _check_tensor(i: int, t: Any, type_name: str, n_bytes_of) -> str | None:
     place = _tensor_place(i, t)
     shape = [int(d) for d in (t.shape if t.shape is not None else [])]
     if any(d < 0 for d in shape):
@@ -151,7 +151,7 @@ def first_problem(m: Any, schema: Any, type_names: dict[int, str], op_names: dic
         activation = 0
         for t_i, t in enumerate(tensors):
             type_name = type_names.get(t.type, "")
-            problem = _check_tensor(t_i, t, type_name, buffers, n_bytes_of)
+            problem = _check_tensor(t_i, t, type_name, n_bytes_of)
             if problem:
                 return where + problem
             if not n_bytes_of(t.buffer):
