@@ -1,0 +1,97 @@
+"""How the first centroids of a clustered weight are placed: :class:`CentroidInitialization`.
+
+The four methods tensorflow-model-optimization offers, by the same names, computed with
+numpy on the weight's values when the wrapper is built:
+
+- ``LINEAR``: evenly spaced between the smallest and the largest weight;
+- ``RANDOM``: uniform between them (a fixed seed, so clustering is repeatable);
+- ``DENSITY_BASED``: evenly spaced in the weights' cumulative distribution (quantiles),
+  so dense regions of the histogram get more centroids;
+- ``KMEANS_PLUS_PLUS``: k-means++ seeding (Arthur and Vassilvitskii 2007) with a fixed
+  seed: each next centroid is a weight drawn with probability proportional to its
+  squared distance to the nearest centroid so far.
+
+Training then moves the centroids (see :class:`~effkeras.cluster.ClusterWeights`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import numpy as np
+
+from effkeras.errors import EffkerasError
+
+
+class ClusteringError(EffkerasError):
+    """Weight clustering was asked for something it cannot do (bad argument, layer)."""
+
+
+class CentroidInitialization(str, enum.Enum):
+    """Where the centroids start (tfmot's ``CentroidInitialization``)."""
+
+    LINEAR = "LINEAR"
+    RANDOM = "RANDOM"
+    DENSITY_BASED = "DENSITY_BASED"
+    KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def get(init: Any) -> CentroidInitialization:
+    """A :class:`CentroidInitialization` from itself or its name (any case)."""
+    if isinstance(init, CentroidInitialization):
+        return init
+    if isinstance(init, str):
+        key = init.rsplit(".", 1)[-1].upper()
+        if key in CentroidInitialization.__members__:
+            return CentroidInitialization[key]
+    names = ", ".join(f"CentroidInitialization.{m}" for m in CentroidInitialization.__members__)
+    raise ClusteringError(
+        f"cluster_centroids_init must be one of {names} (or its name as a string). "
+        f"Received: cluster_centroids_init={init!r}"
+    )
+
+
+def initial_centroids(
+    values: np.ndarray, number: int, init: CentroidInitialization, seed: int = 0
+) -> np.ndarray:
+    """``number`` centroids (float32, sorted) for the 1-D array ``values``.
+
+    Args:
+        values: the weights to cluster (flattened; may be empty, then all centroids are 0).
+        number: how many centroids.
+        init: the method.
+        seed: seed of ``RANDOM`` and ``KMEANS_PLUS_PLUS``.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if number <= 0:
+        return np.zeros((0,), np.float32)
+    if v.size == 0:
+        return np.zeros((number,), np.float32)
+    lo, hi = float(v.min()), float(v.max())
+    if init is CentroidInitialization.LINEAR:
+        c = np.linspace(lo, hi, number)
+    elif init is CentroidInitialization.RANDOM:
+        c = np.random.default_rng(seed).uniform(lo, hi, number)
+    elif init is CentroidInitialization.DENSITY_BASED:
+        c = np.quantile(v, np.linspace(0.0, 1.0, number))
+    else:
+        c = _kmeans_plus_plus(v, number, np.random.default_rng(seed))
+    return np.sort(c).astype(np.float32)
+
+
+def _kmeans_plus_plus(v: np.ndarray, number: int, rng: np.random.Generator) -> np.ndarray:
+    chosen = [float(v[rng.integers(v.size)])]
+    nearest = (v - chosen[0]) ** 2
+    for _ in range(1, number):
+        total = float(nearest.sum())
+        if total <= 0.0:  # fewer distinct values than centroids: repeat the last one
+            chosen.append(chosen[-1])
+            continue
+        pick = float(v[rng.choice(v.size, p=nearest / total)])
+        chosen.append(pick)
+        nearest = np.minimum(nearest, (v - pick) ** 2)
+    return np.asarray(chosen)
