@@ -19,10 +19,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import numpy as np
 
 from effkeras.errors import PruningError
 from effkeras.prune import schedules, structures
-from effkeras.prune.graph import channel_spaces, layer_graph, needs_follower
+from effkeras.prune.graph import (
+    GraphNode,
+    LayerGraph,
+    Space,
+    channel_spaces,
+    inner,
+    is_op,
+    layer_graph,
+    needs_follower,
+    zero_flow,
+)
 from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude, is_prunable
 
 
@@ -38,9 +49,11 @@ def _channel_plan(
     model: keras.Model,
     plan: dict[int, tuple[str, str]],
     groups: dict[str, list[keras.layers.Layer]] | None = None,
+    notes: list[str] | None = None,
 ) -> None:
-    """Fill ``plan``: id(layer) -> ("source" | "follower", group) for channel pruning, and
-    ``groups``: group -> its source layers (the layers that share one mask)."""
+    """Fill ``plan``: id(layer) -> ("source" | "follower", group) for channel pruning,
+    ``groups``: group -> its source layers (the layers that share one mask), and
+    ``notes``: why a space of prunable filters is left alone."""
     graph = layer_graph(model)
     if graph is None:
         raise PruningError(
@@ -48,20 +61,66 @@ def _channel_plan(
             f"Build it first (give it a keras.Input, or call model.build(input_shape))."
         )
     spaces, _ = channel_spaces(graph)
-    for space in spaces:
-        if not space.shrinkable or not space.sources:
-            continue
+    candidates = [s for s in spaces if s.shrinkable and s.sources and s.exits]
+    left_out = _unremovable(graph, candidates)
+    candidates = [s for s in candidates if id(s) not in left_out]
+    if notes is not None:
+        notes.extend(left_out.values())
+    for space in candidates:
         group = f"{space.sources[0].layer.name}_channels"
         for node in space.sources:
             plan[id(node.layer)] = ("source", group)
             if groups is not None:
                 groups.setdefault(group, []).append(node.layer)
         for node in space.members:
-            if needs_follower(node.layer):
+            if needs_follower(node.layer, node):
                 plan[id(node.layer)] = ("follower", group)
     for layer in model.layers:
         if _is_graph_model(layer) and isinstance(layer, keras.Model):
-            _channel_plan(layer, plan, groups)
+            _channel_plan(layer, plan, groups, notes)
+
+
+def _unremovable(graph: LayerGraph, candidates: list[Space]) -> dict[int, str]:
+    """id(space) -> why, for each candidate space whose pruned channels would not be zero
+    where they leave the space (so strip_pruning could not remove them).
+
+    Pruning a channel zeroes it at its sources and (through ChannelFollower) after every
+    batch norm-like layer; a ``keras.ops`` call cannot be wrapped, so one that maps 0 to
+    something else (``x + 3.0``) keeps the channel alive unless a ``Multiply`` by a zero
+    channel follows it (the squeeze-excite of MobileNetV3 does)."""
+    sources = {id(n) for s in candidates for n in s.sources}
+    followed = {
+        id(n) for s in candidates for n in s.members if needs_follower(n.layer, n)
+    }
+
+    def source_zero(node: GraphNode, c: int) -> np.ndarray | None:
+        return np.ones(c, bool) if id(node) in sources else None
+
+    def follower_zero(node: GraphNode, c: int) -> np.ndarray | None:
+        return np.ones(c, bool) if id(node) in followed else None
+
+    zero = zero_flow(graph, source_zero, follower_zero)
+    readers = graph.consumers()
+    out: dict[int, str] = {}
+    for space in candidates:
+        alive = [t for t in space.exits if not zero[t].all()]
+        if not alive:
+            continue
+        culprits = [
+            f"{'keras.ops.' if is_op(inner(n.layer)) else ''}{type(inner(n.layer)).__name__} "
+            f"{n.layer.name!r}"
+            for n in space.members + space.merges
+            if all(zero[t].all() for t in n.inputs) and not zero[n.outputs[0]].all()
+        ] or ["a merge with a broadcast side input"]
+        exits = [n.layer.name for n in readers.get(alive[0], [])]
+        names = ", ".join(repr(n.layer.name) for n in space.sources)
+        out[id(space)] = (
+            f"Filters of {names} are not channel-pruned: {', '.join(culprits)} maps a zero "
+            f"channel to a non-zero value on the way to {exits}, so strip_pruning could not "
+            f"remove a pruned channel. To prune them, write that step as a layer that keeps "
+            f"zeros or that effkeras can follow (BatchNormalization, Activation, Rescaling)."
+        )
+    return out
 
 
 def _fits(layer: keras.layers.Layer, structure: structures.Structure) -> str | None:
@@ -257,8 +316,9 @@ def _prune_model(
     channel = isinstance(structure, structures.Channel)
     plan: dict[int, tuple[str, str]] = {}
     groups: dict[str, list[keras.layers.Layer]] = {}
+    notes: list[str] = []
     if channel:
-        _channel_plan(model, plan, groups)
+        _channel_plan(model, plan, groups, notes)
     own = _resolve_layer_schedules(
         model, per_layer or {}, plan, groups, structure)
     if channel and own:
@@ -280,6 +340,8 @@ def _prune_model(
     skipped: list[str] = []
 
     def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if is_op(layer):
+            return layer  # a keras.ops call (x + 3.0): stateless, nothing to prune
         if isinstance(layer, PruneLowMagnitude | ChannelFollower):
             new = layer.__class__.from_config(layer.get_config())
             pairs.append((layer, new))
@@ -313,7 +375,8 @@ def _prune_model(
                     f"Layer {old.name!r} was not rebuilt by cloning {model.name!r}; build the "
                     f"model with a keras.Input before pruning it."
                 )
-            new.set_weights(old.get_weights())
+            copy_weights(old, new)
+    skipped.extend(notes)
     if skipped:
         warnings.warn(
             "Some layers were left unpruned:\n" + "\n".join(skipped), UserWarning, stacklevel=2
@@ -330,6 +393,16 @@ def _prune_model(
             )
         )
     return pruned
+
+
+def copy_weights(old: keras.layers.Layer, new: keras.layers.Layer, values: Any = None) -> None:
+    """``new.set_weights(values or old's)``, then let layers whose state is derived from
+    their weights recompute it (Normalization's mean and variance: ``finalize_state``)."""
+    new.set_weights(old.get_weights() if values is None else values)
+    for layer in {id(new): new, id(inner(new)): inner(new)}.values():
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize):
+            finalize()
 
 
 def _all(model: Any) -> list[Any]:

@@ -1,13 +1,19 @@
 """The layer graph of a Keras model, and its channel spaces (for channel pruning).
 
 A *channel space* is a set of tensors whose last axis indexes the same channels: a
-convolution's output, the batch norm, activation, pooling and depthwise layers after it,
-and every input and the output of an ``Add`` that joins them. Removing channel ``c``
-from a space means removing filter ``c`` from every layer that *produces* the space
-(its sources), channel ``c`` from every per-channel layer *inside* it (members), and
-input channel ``c`` from every layer that *consumes* it (a Conv, a Dense, a Dense after
-Flatten). A space whose channels cannot all be removed that way (it is a model input or
-output, or feeds a Concatenate or Reshape...) is *blocked*, with the reason recorded.
+convolution's output, the batch norm, activation, pooling, depthwise, Reshape (keeping
+the last axis) and elementwise ``keras.ops`` nodes after it, and every input and the
+output of an ``Add`` or ``Multiply`` that joins them (a squeeze-excite ``Multiply``
+broadcasting ``(1, 1, C)`` over ``(H, W, C)`` joins the two spaces; an input of one
+channel broadcast over all of them is a *side input*, outside the space). Removing
+channel ``c`` from a space means removing filter ``c`` from every layer that
+*produces* the space (its sources), channel ``c`` from every per-channel layer *inside*
+it (members), and input channel ``c`` from every layer that *consumes* it (a Conv, a
+Dense, a Dense after Flatten): its *exits*. A channel can be removed when it is zero at
+every exit; inside the space it may be anything (a hard-sigmoid turns 0 into 0.5, and
+the squeeze-excite ``Multiply`` after it turns that back into 0). A space whose channels
+cannot all be removed that way (it is a model input or output, or feeds a Concatenate,
+a Flatten to something other than Dense...) is *blocked*, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude
 
 @dataclass
 class GraphNode:
-    """One call of a layer: the tensors (by id) it reads and writes."""
+    """One call of a layer (or of a ``keras.ops`` operation): the tensors (by id) it reads
+    and writes, and the Keras node itself (whose arguments hold an op's constants)."""
 
     layer: Any
     inputs: list[int]
     outputs: list[int]
+    call: Any = None
 
 
 @dataclass
@@ -46,6 +54,10 @@ class LayerGraph:
             for t in n.inputs:
                 out.setdefault(t, []).append(n)
         return out
+
+    def channels(self, t: int) -> int:
+        shape = self.shapes.get(t)
+        return int(shape[-1]) if shape and shape[-1] is not None else 0
 
 
 def layer_graph(model: keras.Model) -> LayerGraph | None:
@@ -68,6 +80,7 @@ def layer_graph(model: keras.Model) -> LayerGraph | None:
                     node.operation,
                     [id(t) for t in node.input_tensors],
                     [id(t) for t in node.output_tensors],
+                    node,
                 )
             )
     return LayerGraph(
@@ -80,8 +93,15 @@ def inner(layer: Any) -> Any:
     return layer.layer if isinstance(layer, PruneLowMagnitude | ChannelFollower) else layer
 
 
+def is_op(layer: Any) -> bool:
+    """Whether a graph node is a ``keras.ops`` operation (``x + 3.0``), not a layer."""
+    return not isinstance(layer, keras.layers.Layer)
+
+
 def _is(layer: Any, *names: str) -> bool:
-    return any(isinstance(layer, getattr(keras.layers, n)) for n in names)
+    return isinstance(layer, keras.layers.Layer) and any(
+        isinstance(layer, getattr(keras.layers, n)) for n in names
+    )
 
 
 def _channels_last(layer: Any) -> bool:
@@ -103,6 +123,17 @@ _ELEMENTWISE = {
     "hard_sigmoid", "hard_silu", "hard_swish", "softplus", "softsign", "leaky_relu", "mish",
     "exponential", "celu", "glu",
 }  # fmt: skip
+#: keras.ops operations (class names) that act on each element on its own; with one
+#: tensor argument and only scalar constants they keep channels one-to-one.
+_ELEMENTWISE_OPS = {
+    "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Tanh", "Elu", "Selu",
+    "Gelu", "Celu", "LeakyRelu", "Softplus", "Softsign", "Mish", "SparsePlus",
+    "SquarePlus", "Negative", "Abs", "Absolute", "Square", "Sqrt", "Exp", "Expm1", "Log",
+    "Log1p", "Sign", "Floor", "Ceil", "Round", "Clip", "Cast", "Sin", "Cos", "Erf",
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power",
+}  # fmt: skip
+#: keras.ops operations that join two tensors of one channel space elementwise.
+_MERGE_OPS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}
 
 
 def _activation_name(layer: Any) -> str | None:
@@ -111,16 +142,69 @@ def _activation_name(layer: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def kind(layer: Any) -> str:
-    """How a layer treats channels: ``pass`` (channel c -> c), ``merge``, ``source``
-    (makes a new channel set: Conv, Dense), or ``other``."""
+def _scalar(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    try:
+        return int(np.size(value)) == 1
+    except Exception:  # noqa: BLE001 - anything that is not array-like is not a scalar
+        return False
+
+
+def _op_constants(node: GraphNode) -> list[Any]:
+    """The non-tensor arguments of an op's call."""
+    if node.call is None:
+        return []
+    flat = keras.tree.flatten((node.call.arguments.args, node.call.arguments.kwargs))
+    return [a for a in flat if not isinstance(a, keras.KerasTensor)]
+
+
+def _op_kind(node: GraphNode, shapes: dict[int, tuple] | None) -> str:
+    name = type(node.layer).__name__
+    if name not in _ELEMENTWISE_OPS or len(node.outputs) != 1:
+        return "other"
+    if not all(_scalar(c) for c in _op_constants(node)):
+        return "other"
+    if len(node.inputs) == 1:
+        return "pass"
+    if len(node.inputs) == 2 and name in _MERGE_OPS:
+        return "merge"
+    return "other"
+
+
+def _reshape_keeps_channels(node: GraphNode, shapes: dict[int, tuple] | None) -> bool:
+    if shapes is None or len(node.inputs) != 1 or len(node.outputs) != 1:
+        return False
+    a, b = shapes.get(node.inputs[0]), shapes.get(node.outputs[0])
+    target = tuple(getattr(inner(node.layer), "target_shape", ()) or ())
+    # Row-major order: with the same last axis, element (..., c) stays at channel c.
+    return bool(a and b and a[-1] is not None and a[-1] == b[-1] and target and
+                target[-1] in (a[-1], -1))
+
+
+def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | None = None) -> str:
+    """How a layer (or op) treats channels: ``pass`` (channel c -> c), ``merge``,
+    ``source`` (makes a new channel set: Conv, Dense), or ``other``.
+
+    ``node`` (and the graph's ``shapes``) let ops and Reshape be judged by their call."""
     base = inner(layer)
+    if is_op(base):
+        return _op_kind(node, shapes) if node is not None else "other"
     if _is(base, *_MERGE):
         return "merge"
     if _is(base, *_PLAIN):
         return "pass" if _channels_last(base) else "other"
+    if _is(base, "Reshape"):
+        return "pass" if node is not None and _reshape_keeps_channels(node, shapes) else "other"
     if _is(base, "Activation"):
         return "pass" if _activation_name(base) in _ELEMENTWISE - {"glu"} else "other"
+    if _is(base, "Rescaling"):
+        ok = _scalar(base.scale) and _scalar(base.offset)
+        return "pass" if ok else "other"
+    if _is(base, "Normalization"):
+        axis = tuple(base.axis) if isinstance(base.axis, list | tuple) else (base.axis,)
+        explicit = getattr(base, "input_mean", None) is not None
+        return "pass" if axis == (-1,) and not explicit and not base.invert else "other"
     if _is(base, "BatchNormalization"):
         spec = base.input_spec
         rank = getattr(spec, "ndim", None) if spec is not None else None
@@ -137,11 +221,23 @@ def kind(layer: Any) -> str:
     return "other"
 
 
-def keeps_zero(layer: Any) -> bool:
-    """Whether a ``pass`` layer maps an all-zero channel to an all-zero channel."""
+def keeps_zero(layer: Any, node: GraphNode | None = None) -> bool:
+    """Whether a ``pass`` layer (or op call) maps an all-zero channel to an all-zero one."""
     base = inner(layer)
-    if _is(base, "BatchNormalization"):
+    if is_op(base):
+        if node is None or node.call is None:
+            return False
+        zeros = np.zeros((1, 1), "float32")
+        try:
+            args, kwargs = node.call.arguments.fill_in({id(node.call.input_tensors[0]): zeros})
+            value = keras.ops.convert_to_numpy(base(*args, **kwargs))
+        except Exception:  # noqa: BLE001 - an op that cannot run on zeros is not relied on
+            return False
+        return bool(np.all(value == 0))
+    if _is(base, "BatchNormalization", "Normalization"):
         return False
+    if _is(base, "Rescaling"):
+        return float(np.ravel(base.offset)[0]) == 0.0
     if _is(base, "DepthwiseConv1D", "DepthwiseConv2D"):
         return not base.use_bias
     if _is(base, "Activation"):
@@ -153,9 +249,16 @@ def keeps_zero(layer: Any) -> bool:
     return True
 
 
-def needs_follower(layer: Any) -> bool:
-    """Whether a ``pass`` layer inside a pruned space must be wrapped in ChannelFollower."""
-    return kind(layer) == "pass" and not keeps_zero(layer)
+def needs_follower(layer: Any, node: GraphNode | None = None) -> bool:
+    """Whether a ``pass`` layer inside a pruned space must be wrapped in ChannelFollower
+    (ops cannot be wrapped: see :func:`zero_flow` for what strip makes of them)."""
+    return not is_op(inner(layer)) and kind(layer, node) == "pass" and not keeps_zero(layer, node)
+
+
+def multiplies(layer: Any) -> bool:
+    """Whether a merge multiplies its inputs (zero if any input is zero)."""
+    base = inner(layer)
+    return _is(base, "Multiply") or (is_op(base) and type(base).__name__ == "Multiply")
 
 
 @dataclass
@@ -170,6 +273,7 @@ class Space:
     consumers: list[GraphNode] = field(default_factory=list)
     flatten_consumers: list[tuple[GraphNode, list[GraphNode]]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    exits: list[int] = field(default_factory=list)
 
     @property
     def shrinkable(self) -> bool:
@@ -206,6 +310,14 @@ def _denses_after(t: int, consumers: dict, calls: dict, outputs: list) -> list |
     return found or None
 
 
+def in_space_inputs(node: GraphNode, graph: LayerGraph) -> tuple[list[int], list[int]]:
+    """A merge's inputs with the output's channels, and its side inputs (one channel
+    broadcast over all of them)."""
+    c = graph.channels(node.outputs[0])
+    same = [t for t in node.inputs if graph.channels(t) == c]
+    return same, [t for t in node.inputs if graph.channels(t) != c]
+
+
 def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
     """The channel spaces of a graph, and for each tensor id the index of its space."""
     parent: dict[int, int] = {}
@@ -222,10 +334,15 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
 
     for t in graph.shapes:
         find(t)
-    kinds = {id(n): kind(n.layer) for n in graph.nodes}
+    kinds = {id(n): kind(n.layer, n, graph.shapes) for n in graph.nodes}
+    side: dict[int, list[int]] = {}
     for n in graph.nodes:
-        if kinds[id(n)] in ("pass", "merge") and len(n.outputs) == 1:
+        if kinds[id(n)] == "pass" and len(n.outputs) == 1:
             for t in n.inputs:
+                union(t, n.outputs[0])
+        elif kinds[id(n)] == "merge" and len(n.outputs) == 1:
+            same, side[id(n)] = in_space_inputs(n, graph)
+            for t in same:
                 union(t, n.outputs[0])
     roots: dict[int, int] = {}
     spaces: list[Space] = []
@@ -233,9 +350,8 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
     for t in graph.shapes:
         r = find(t)
         if r not in roots:
-            shape = graph.shapes[t]
             roots[r] = len(spaces)
-            spaces.append(Space([], int(shape[-1]) if shape and shape[-1] is not None else 0))
+            spaces.append(Space([], graph.channels(t)))
         index[t] = roots[r]
         spaces[roots[r]].tensors.append(t)
 
@@ -257,14 +373,15 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
                 space.members.append(n)
             elif k == "merge":
                 space.merges.append(n)
+                for s in side.get(id(n), []):
+                    if graph.channels(s) != 1:
+                        space.blocked.append(f"{name!r} broadcasts its inputs")
             else:
                 space.sources.append(n)
                 if k != "source":
                     space.blocked.append(f"{name!r} ({type(inner(n.layer)).__name__}) produces it")
             if shared:
                 space.blocked.append(f"{name!r} is called more than once")
-            if k == "merge" and len({graph.shapes[i] for i in n.inputs}) > 1:
-                space.blocked.append(f"{name!r} broadcasts its inputs")
         if k in ("pass", "merge"):
             continue
         for t in n.inputs:
@@ -272,13 +389,62 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
             base = inner(n.layer)
             if k == "source" and not shared:
                 space.consumers.append(n)
+                space.exits.append(t)
             elif _is(base, "Flatten") and _channels_last(base) and len(n.outputs) == 1:
                 dense = _denses_after(n.outputs[0], consumers, calls, graph.outputs)
                 ok = bool(dense) and n.outputs[0] not in graph.outputs and not shared
                 if ok:
                     space.flatten_consumers.append((n, dense))
+                    space.exits.append(t)
                 else:
                     space.blocked.append(f"Flatten {name!r} feeds something other than Dense")
             else:
                 space.blocked.append(f"{name!r} ({type(base).__name__}) consumes it")
     return spaces, index
+
+
+def zero_flow(
+    graph: LayerGraph,
+    source_zero: Any,
+    follower_zero: Any,
+) -> dict[int, np.ndarray]:
+    """Which channels of each tensor are exactly zero (tensor id -> bool per channel).
+
+    ``source_zero(node, channels)`` gives a source's zero output channels (None: none),
+    ``follower_zero(node, channels)`` those a ChannelFollower (or a layer that will be
+    wrapped in one) forces to zero. A ``pass`` node carries zeros when it maps 0 to 0, a
+    ``Multiply`` when any of its inputs is zero there, other merges when all are.
+    """
+    kinds = {id(n): kind(n.layer, n, graph.shapes) for n in graph.nodes}
+    zero: dict[int, np.ndarray] = {}
+    for node in graph.nodes:
+        k = kinds[id(node)]
+        for t in node.outputs:
+            c = graph.channels(t)
+            none = np.zeros(c, dtype=bool)
+            if k == "merge" and len(node.outputs) == 1:
+                same, side = in_space_inputs(node, graph)
+                ins = [zero.get(i) for i in same]
+                ok = bool(ins) and all(z is not None and z.size == c for z in ins)
+                if not ok:
+                    out = none
+                elif multiplies(node.layer):
+                    out = np.logical_or.reduce(ins)
+                else:
+                    out = np.logical_and.reduce(ins) if not side else none
+            elif k == "pass":
+                z_in = zero.get(node.inputs[0]) if len(node.inputs) == 1 else None
+                carried = (
+                    z_in
+                    if z_in is not None and z_in.size == c and keeps_zero(node.layer, node)
+                    else none
+                )
+                forced = follower_zero(node, c)
+                out = carried if forced is None else (forced | carried)
+            elif k == "source":
+                forced = source_zero(node, c)
+                out = none if forced is None else forced
+            else:
+                out = none
+            zero[t] = out
+    return zero

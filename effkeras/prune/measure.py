@@ -92,7 +92,7 @@ def _macs(layer: Any, in_shape: tuple, out_shape: tuple) -> int:
 
 def _params(layer: Any) -> int:
     base = inner(layer)
-    return int(sum(_prod(v.shape) for v in base.weights))
+    return int(sum(_prod(v.shape) for v in getattr(base, "weights", [])))
 
 
 def model_cost(model: keras.Model) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import numpy as np
 from keras import ops
 
 from effkeras.errors import PruningError
-from effkeras.prune.graph import channel_spaces, inner, keeps_zero, kind, layer_graph
+from effkeras.prune.apply import copy_weights
+from effkeras.prune.graph import GraphNode, channel_spaces, inner, is_op, layer_graph, zero_flow
 from effkeras.prune.measure import model_cost
 from effkeras.prune.structures import Channel
 from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude
@@ -30,46 +31,38 @@ def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
     return layer.__class__.from_config(layer.get_config())
 
 
-def _zero_channels(layer: Any, z_in: np.ndarray | None, channels: int) -> np.ndarray:
-    """Which output channels of a node are exactly zero, given its input's zero channels."""
-    none = np.zeros(channels, dtype=bool)
-    k = kind(layer)
-    if k == "source":
-        if isinstance(layer, PruneLowMagnitude) and isinstance(layer.structure, Channel):
-            return layer.channel_keep() == 0
-        return none
-    if k == "pass":
-        carried = z_in if (z_in is not None and z_in.size == channels and keeps_zero(layer)) else none
-        if isinstance(layer, ChannelFollower):
-            return (ops.convert_to_numpy(layer.channel_mask.value) == 0) | carried
-        return carried
-    return none
+def _source_zero(node: GraphNode, channels: int) -> np.ndarray | None:
+    layer = node.layer
+    if isinstance(layer, PruneLowMagnitude) and isinstance(layer.structure, Channel):
+        keep = layer.channel_keep()
+        return keep == 0 if keep is not None and keep.size == channels else None
+    return None
+
+
+def _follower_zero(node: GraphNode, channels: int) -> np.ndarray | None:
+    layer = node.layer
+    if isinstance(layer, ChannelFollower) and layer.built:
+        mask = ops.convert_to_numpy(layer.channel_mask.value)
+        return mask == 0 if mask.size == channels else None
+    return None
 
 
 def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
-    """Fill ``plan``: id(layer) -> {"out"|"in"|"member"|"rows": indices to keep}."""
+    """Fill ``plan``: id(layer) -> {"out"|"in"|"member"|"rows": indices to keep,
+    "channels": the space's channel count before}."""
     graph = layer_graph(model)
     if graph is None:
         return
-    spaces, index = channel_spaces(graph)
-    zero: dict[int, np.ndarray] = {}
-    for node in graph.nodes:
-        channels = [int(graph.shapes[t][-1]) if graph.shapes[t] else 0 for t in node.outputs]
-        if kind(node.layer) == "merge":
-            ins = [zero.get(t) for t in node.inputs]
-            ok = all(z is not None and z.size == channels[0] for z in ins)
-            zero[node.outputs[0]] = (
-                np.logical_and.reduce(ins) if ok and ins else np.zeros(channels[0], bool)
-            )
-            continue
-        z_in = zero.get(node.inputs[0]) if len(node.inputs) == 1 else None
-        for t, c in zip(node.outputs, channels, strict=True):
-            zero[t] = _zero_channels(node.layer, z_in, c)
+    spaces, _ = channel_spaces(graph)
+    zero = zero_flow(graph, _source_zero, _follower_zero)
     for space in spaces:
         if not space.shrinkable or not space.sources or space.channels <= 1:
             continue
+        # A channel can go when it is zero wherever it leaves the space; inside it may
+        # be anything (see effkeras.prune.graph).
+        where = space.exits or space.tensors
         dead = np.logical_and.reduce(
-            [zero.get(t, np.zeros(space.channels, bool)) for t in space.tensors]
+            [zero.get(t, np.zeros(space.channels, bool)) for t in where]
         )
         if not dead.any() or dead.all():
             continue
@@ -77,7 +70,8 @@ def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
         for node in space.sources:
             plan.setdefault(id(node.layer), {})["out"] = keep
         for node in space.members:
-            plan.setdefault(id(node.layer), {})["member"] = keep
+            entry = plan.setdefault(id(node.layer), {})
+            entry["member"], entry["channels"] = keep, np.asarray(space.channels)
         for node in space.consumers:
             plan.setdefault(id(node.layer), {})["in"] = keep
         for flatten, denses in space.flatten_consumers:
@@ -147,8 +141,11 @@ def _slice(
     out = []
     for name, w in weights:
         if "member" in plan:
-            keep = plan["member"]
-            w = w[keep] if w.ndim == 1 else np.take(w, keep, axis=-2)
+            keep, channels = plan["member"], int(plan["channels"])
+            if w.ndim == 1 and w.shape[0] == channels:
+                w = w[keep]  # batch norm, Normalization, depthwise bias
+            elif w.ndim > 1 and w.shape[-2] == channels:
+                w = np.take(w, keep, axis=-2)  # depthwise kernel (..., C, 1)
         if "in" in plan and w.ndim > 1:
             keep = plan["in"]
             if separable and name == "pointwise_kernel":
@@ -196,10 +193,18 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
     pairs: list[tuple[Any, Any]] = []
 
     def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if is_op(layer):
+            return layer  # a keras.ops call: stateless, follows its input's channels
         config = inner(layer).get_config()
-        keep = plan.get(id(layer), {}).get("out") if remove_channels else None
+        entry = plan.get(id(layer), {}) if remove_channels else {}
+        keep = entry.get("out")
         if keep is not None:
             config["filters" if "filters" in config else "units"] = int(keep.size)
+        member = entry.get("member")
+        if member is not None and isinstance(inner(layer), keras.layers.Reshape):
+            target = list(config["target_shape"])
+            if target[-1] != -1:
+                config["target_shape"] = (*target[:-1], int(member.size))
         new = inner(layer).__class__.from_config(config)
         pairs.append((layer, new))
         return new
@@ -207,8 +212,8 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
     stripped = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     for old, new in pairs:
         if inner(old).weights:
-            new.set_weights(
-                _slice(old, _named_weights(old), plan.get(id(old), {}), remove_channels)
+            copy_weights(
+                old, new, _slice(old, _named_weights(old), plan.get(id(old), {}), remove_channels)
             )
     return stripped
 
