@@ -9,7 +9,9 @@ table. Weights are random: latency does not depend on them.
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import pytest
 
 from effkeras.bench import estimate, measure, parse_target
@@ -24,92 +26,14 @@ from effkeras.bench.estimate import (
 )
 from effkeras.errors import UnknownBoardError, UnknownTargetError
 
-
-# ---- Keras models with the MLPerf Tiny shapes ----------------------------------------
-def ds_cnn_kws():
-    """KWS: 49x10 MFCC, conv 64 (10x4, stride 2), 4 x (depthwise 3x3 + pointwise 64)."""
-    import keras
-    from keras import layers as L
-
-    x = inp = keras.Input((49, 10, 1))
-    x = L.ReLU()(L.BatchNormalization()(
-        L.Conv2D(64, (10, 4), strides=2, padding="same", use_bias=False)(x)))
-    for _ in range(4):
-        x = L.ReLU()(L.BatchNormalization()(
-            L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)))
-        x = L.ReLU()(L.BatchNormalization()(L.Conv2D(64, 1, use_bias=False)(x)))
-    x = L.Flatten()(L.AveragePooling2D(pool_size=(25, 5))(x))
-    return keras.Model(inp, L.Dense(12, activation="softmax")(x), name="kws_ds_cnn")
-
-
-def mobilenet_v1_vww():
-    """VWW: MobileNetV1 with width 0.25 on 96x96x3, 2 classes."""
-    import keras
-    from keras import layers as L
-
-    x = inp = keras.Input((96, 96, 3))
-    x = L.ReLU()(L.BatchNormalization()(
-        L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)))
-    for filters, stride in ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1),
-                            (128, 1), (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)):
-        x = L.ReLU()(L.BatchNormalization()(
-            L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)))
-        x = L.ReLU()(L.BatchNormalization()(L.Conv2D(filters, 1, use_bias=False)(x)))
-    x = L.Flatten()(L.AveragePooling2D(pool_size=x.shape[1:3])(x))
-    return keras.Model(inp, L.Dense(2, activation="softmax")(x), name="vww_mobilenet_v1_025")
-
-
-def resnet8_ic():
-    """IC: ResNet-8 for 32x32x3 CIFAR-10 (16, 32, 64 filters; 1x1 shortcuts)."""
-    import keras
-    from keras import layers as L
-
-    x = inp = keras.Input((32, 32, 3))
-    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same")(x)))
-    for filters, stride in ((16, 1), (32, 2), (64, 2)):
-        y = L.ReLU()(L.BatchNormalization()(
-            L.Conv2D(filters, 3, strides=stride, padding="same")(x)))
-        y = L.BatchNormalization()(L.Conv2D(filters, 3, padding="same")(y))
-        if stride != 1:
-            x = L.Conv2D(filters, 1, strides=stride, padding="same")(x)
-        x = L.ReLU()(L.Add()([x, y]))
-    x = L.Flatten()(L.AveragePooling2D(pool_size=8)(x))
-    return keras.Model(inp, L.Dense(10, activation="softmax")(x), name="ic_resnet8")
-
-
-def ad_autoencoder():
-    """AD: dense 640-128-128-128-128-8-128-128-128-128-640 with BN + ReLU."""
-    import keras
-    from keras import layers as L
-
-    x = inp = keras.Input((640,))
-    for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
-        x = L.ReLU()(L.BatchNormalization()(L.Dense(units)(x)))
-    return keras.Model(inp, L.Dense(640)(x), name="ad_autoencoder")
-
-
-BUILDERS = {
-    "kws_ds_cnn": ds_cnn_kws,
-    "vww_mobilenet_v1_025": mobilenet_v1_vww,
-    "ic_resnet8": resnet8_ic,
-    "ad_autoencoder": ad_autoencoder,
-}
-
-
-def convert_int8(model, samples: int = 8) -> bytes:
-    from effkeras.convert import to_tflite
-
-    rng = np.random.default_rng(0)
-    x = rng.random((samples, *model.input_shape[1:])).astype(np.float32)
-    return to_tflite(model, quantize="int8", representative_data=x, io_dtype="int8")
+# ---- Keras models with the MLPerf Tiny shapes (benchmarks/mlperf_models.py) ----------
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import mlperf_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mlperf_tflites() -> dict[str, bytes]:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return {name: convert_int8(build()) for name, build in BUILDERS.items()}
+    return mlperf_models.build_all()
 
 
 # ---- tests ---------------------------------------------------------------------------
