@@ -56,16 +56,17 @@ def get(init: Any) -> CentroidInitialization:
 
 
 def initial_centroids(
-    values: np.ndarray, number: int, init: CentroidInitialization, seed: int = 0
+    values: np.ndarray, number: int, init: CentroidInitialization | str, seed: int = 0
 ) -> np.ndarray:
     """``number`` centroids (float32, sorted) for the 1-D array ``values``.
 
     Args:
         values: the weights to cluster (flattened; may be empty, then all centroids are 0).
         number: how many centroids.
-        init: the method.
+        init: the method (or its name).
         seed: seed of ``RANDOM`` and ``KMEANS_PLUS_PLUS``.
     """
+    init = get(init)
     v = np.asarray(values, dtype=np.float64).ravel()
     if number <= 0:
         return np.zeros((0,), np.float32)
