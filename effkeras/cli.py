@@ -251,13 +251,23 @@ def cmd_sketch(args) -> int:
 def cmd_boards(args) -> int:
     from effkeras.boards import BOARDS
 
+    from effkeras.deploy.build import build_status
+
     if args.json:
-        print(json.dumps({k: b.to_dict() for k, b in BOARDS.items()}, indent=2))
+        print(json.dumps({k: {**b.to_dict(), "build": build_status(k)}
+                          for k, b in BOARDS.items()}, indent=2))
         return 0
-    print(f"{'name':22s} {'board':36s} {'core':22s} {'MHz':>5s} {'flash KiB':>10s} {'RAM KiB':>8s}")
+    print(f"{'name':22s} {'board':36s} {'core':22s} {'MHz':>5s} {'flash KiB':>10s} {'RAM KiB':>8s}"
+          f"  effkeras build")
     for b in BOARDS.values():
+        status = build_status(b.name)
+        status = "yes" if status.startswith("builds") else status.split(":", 1)[0]
         print(f"{b.name:22s} {b.title:36s} {b.core:22s} {b.clock_mhz:>5g} {b.flash_kb:>10,d} "
-              f"{b.ram_kb:>8,d}")
+              f"{b.ram_kb:>8,d}  {status}")
+    unsupported = [(b.title, build_status(b.name)) for b in BOARDS.values()
+                   if build_status(b.name).startswith("unsupported")]
+    for title, why in unsupported:
+        print(f"\n{title}: {why.split(': ', 1)[1]}")
     return 0
 
 

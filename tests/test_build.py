@@ -183,3 +183,87 @@ def test_text_sketch_builds(tmp_path):
     assert r.text > len(tflite) and r.bss > 0
     assert any(s.endswith("fully_connected.cpp") for s in r.library_sources)
     assert r.fallback == [] and not any("conv.cpp" in s for s in r.library_sources)
+
+
+# ---- every board `effkeras boards` lists ---------------------------------------------------
+
+def test_every_listed_board_builds_or_says_why():
+    from effkeras.boards import BOARDS
+    from effkeras.deploy.build import build_status
+
+    for name in BOARDS:
+        status = build_status(name)
+        assert status.startswith(("builds (", "unsupported: ")), (name, status)
+        if status.startswith("unsupported"):
+            assert "use " in status  # says what to use instead
+    assert build_status("esp32s3").startswith("unsupported: ")
+    assert build_status("pico") == "builds (Cortex-M0+: -mcpu=cortex-m0plus -mthumb -mfloat-abi=soft)"
+
+
+def test_boards_cli_shows_the_build_status(capsys):
+    from effkeras.cli import main
+
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    assert "effkeras build" in out.splitlines()[0]
+    assert out.splitlines()[5].split()[-1] == "unsupported" and "Xtensa LX7, not an Arm" in out
+    assert main(["boards", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["portenta_h7"]["build"].startswith("builds (Cortex-M7F")
+
+
+@pytest.mark.parametrize("board,notes", [
+    ("pico", ["i2s_nrf52840.cpp", "Delete those five files", "effkeras build sk --board pico"]),
+    ("nano33ble", ["compiles for it as it is"]),
+    ("esp32s3", ["esp-tflite-micro", "do not."]),
+])
+def test_readme_says_what_the_library_needs_on_each_board(tmp_path, board, notes):
+    from effkeras.boards import get_board
+
+    info = arduino_sketch(str(DIGITS), tmp_path / "sk", board=get_board(board))
+    readme = (tmp_path / "sk" / "README.md").read_text()
+    assert "Arduino_TensorFlowLite 2.4.0-ALPHA (TFLM sources of 2023-02-27)" in readme
+    assert "tracks TFLM" not in readme
+    for note in notes:
+        assert note in readme, note
+    assert "efk_tflm_port.cpp" in [Path(f).name for f in info.files]
+
+
+@pytest.mark.cross
+@needs_arm
+@pytest.mark.parametrize("nano", [False, True])
+def test_the_sketch_defines_the_tflm_hooks_only_off_the_nano(digits_sketch, tmp_path, nano):
+    import subprocess
+
+    obj = tmp_path / "port.o"
+    cmd = ["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-Os", "-std=gnu++17",
+           f"-I{Path(__file__).resolve().parents[1] / 'effkeras/deploy/firmware'}", "-c",
+           str(Path(digits_sketch.path) / "efk_tflm_port.cpp"), "-o", str(obj)]
+    if nano:
+        cmd.insert(1, "-DARDUINO_ARDUINO_NANO33BLE")
+    subprocess.run(cmd, check=True)
+    symbols = subprocess.run(["arm-none-eabi-nm", "-C", str(obj)], capture_output=True,
+                             text=True, check=True).stdout
+    assert ("DebugLog" in symbols) is not nano
+    assert ("tflite::InitializeTarget()" in symbols) is not nano
+
+
+@pytest.mark.cross
+@needs_arm
+@pytest.mark.parametrize("board", [b for b, v in BUILD_BOARDS.items()
+                                   if not v.unsupported and not v.emulated])
+def test_digits_sketch_builds_for_every_listed_arm_board(board, tmp_path):
+    """Each CPU (Cortex-M4F, M0+, M7F) compiles against the unmodified library: its own
+    library cache, the CPU's flags, no whole-library fallback, and the board's memory map."""
+    from effkeras.boards import get_board
+
+    sketch = arduino_sketch(str(DIGITS), tmp_path / f"digits_{board}", board=get_board(board))
+    r = build_sketch(sketch.path, board, TFLM_LIB, build_dir=tmp_path / "out")
+    b = BUILD_BOARDS[board]
+    assert r.board.name == board and all(f in r.flags for f in b.cpu_flags)
+    assert f"-D{b.define}" in r.flags and "-DPERIPHERALS_H_" not in r.flags
+    assert r.fallback == [] and not any(s.startswith("peripherals/") for s in r.library_sources)
+    assert r.text > sketch.model_bytes and r.bss > sketch.arena_size
+    assert r.flash_bytes < b.flash_bytes and r.ram_bytes < b.ram_bytes
+    assert "sketch/efk_tflm_port.cpp.o" in [
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.o")]

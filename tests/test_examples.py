@@ -54,7 +54,9 @@ def test_deploy_artifacts_match_models():
         sketches = glob.glob(os.path.join(ROOT, "deploy", stem + "_*"))
         assert sketches, f"no sketch for {stem} in deploy/"
         for sketch in sketches:
-            model_cc = glob.glob(os.path.join(sketch, "*.cpp"))
+            model_cc = [f for f in glob.glob(os.path.join(sketch, "*.cpp"))
+                        if "alignas(16) const unsigned char" in open(f).read()]
+            assert len(model_cc) == 1, model_cc
             assert any(parse_c_array(open(f).read()) == data for f in model_cc)
             settings = open(os.path.join(sketch, "model_settings.h")).read()
             side = json.load(open(path[: -len(".tflite")] + ".json"))

@@ -208,6 +208,7 @@ def test_folder_layout(int8_sketch, int8_io_tflite):
         "model.cpp",
         "model_settings.h",
         "efk_checksum.h",
+        "efk_tflm_port.cpp",
         "README.md",
     ]
     assert sorted(os.listdir(int8_sketch.path)) == sorted(names)

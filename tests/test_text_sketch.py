@@ -79,7 +79,7 @@ def test_files_and_settings(sketch, projector, tflite):
     names = sorted(p.name for p in Path(sketch.path).iterdir())
     assert names == sorted(
         ["sms_text.ino", "model.h", "model.cpp", "model_settings.h", "efk_checksum.h", "README.md",
-         "efk_projector.h", "efk_projector.c", "efk_projector_config.h", "efk_text_settings.h"]
+         "efk_tflm_port.cpp", "efk_projector.h", "efk_projector.c", "efk_projector_config.h", "efk_text_settings.h"]
     )  # fmt: skip
     assert sorted(Path(f).name for f in sketch.files) == names
     settings = Path(sketch.path, "efk_text_settings.h").read_text()

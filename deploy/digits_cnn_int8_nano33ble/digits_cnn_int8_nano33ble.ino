@@ -4,6 +4,12 @@
 // Model: 8008 bytes, sha256 99ec169faaae1f8c1aa592a6aedaedfbb51c7aebc4b03713f5ce640dabb651f5
 // Ops (5): CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, RESHAPE, SOFTMAX
 // Serial: 115200 baud; commands INFO, BENCH <n>, RUN, DEMO 0|1 (README.md).
+// TensorFlowLite.h makes the Arduino IDE compile the library. On any board but the Nano 33
+// BLE its peripherals/peripherals.h stops with #error "unsupported board"; the sketch uses
+// nothing from it, so it is skipped there (efk_tflm_port.cpp defines what the board needs).
+#if !defined(ARDUINO_ARDUINO_NANO33BLE) && !defined(PERIPHERALS_H_)
+#define PERIPHERALS_H_
+#endif
 #include <TensorFlowLite.h>
 
 #include <stdlib.h>

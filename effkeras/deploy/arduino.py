@@ -15,7 +15,9 @@
 - ``model_settings.h``: shapes, dtypes, scales, zero points, the arena size (the arena TFLM
   measured on the host plus :data:`~effkeras.runtime.tflm.ARENA_MARGIN`), labels, a fixed
   sample input, sha256, length and checksum of the model;
-- ``efk_checksum.h`` and ``README.md`` (install, compile, flash, protocol).
+- ``efk_checksum.h``, ``efk_tflm_port.cpp`` (``DebugLog`` and ``tflite::InitializeTarget``,
+  which the library defines only for the Nano 33 BLE) and ``README.md`` (install, compile,
+  flash, protocol).
 
 The model is checked first: ops TFLM lacks raise :class:`UnsupportedOpsError`, a model or
 arena too large for the board raises :class:`BoardFitError`. Only the arena measurement
@@ -524,11 +526,9 @@ def arduino_sketch(
         op_count=len(ops),
         resolver_lines=resolver_lines,
     )
-    checksum_h = (
-        resources.files("effkeras.deploy")
-        .joinpath("templates", "efk_checksum.h")
-        .read_text("utf-8")
-    )
+    templates = resources.files("effkeras.deploy").joinpath("templates")
+    checksum_h = templates.joinpath("efk_checksum.h").read_text("utf-8")
+    port_cpp = templates.joinpath("efk_tflm_port.cpp").read_text("utf-8")
     readme = _readme(
         sketch_name=sketch_name,
         model_name=model_name,
@@ -550,6 +550,7 @@ def arduino_sketch(
         (carray.source_name, carray.source),
         ("model_settings.h", settings),
         ("efk_checksum.h", checksum_h),
+        ("efk_tflm_port.cpp", port_cpp),
         ("README.md", readme),
     ]
     files = []
@@ -618,7 +619,19 @@ def _readme(
             f"{arena_size} bytes (`kTensorArenaSize`, set by the caller); TFLM measured "
             f"{arena_bytes} bytes on a 64-bit host"
         )
+    from effkeras.deploy.build import TFLM_SYNC_DATES, build_status, library_notes
+
+    library_row = (
+        "written for Arduino_TensorFlowLite 2.4.0-ALPHA (TFLM sources of "
+        f"{TFLM_SYNC_DATES['2.4.0-ALPHA']}), the library effkeras's CI builds every "
+        "generated sketch against (`effkeras build`) and runs on an emulated Cortex-M4 "
+        "(`effkeras bench MODEL --target qemu`)"
+    )
+    if build_status(board.name).startswith("unsupported"):
+        library_row += f"; not for {board.title} (see *Install the library*)"
     return _template("README.md.tmpl").substitute(
+        library_row=library_row,
+        board_library_notes=library_notes(board.name).replace("{sketch}", sketch_name),
         sketch_name=sketch_name,
         model_name=model_name,
         board_title=board.title,

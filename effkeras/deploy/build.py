@@ -66,10 +66,13 @@ _CXX_FLAGS = ("-std=gnu++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-s
               "-fno-use-cxa-atexit")
 _COMMON_FLAGS = ("-Os", "-g", "-ffunction-sections", "-fdata-sections", "-fno-common",
                  "-fmessage-length=0")
-# The library's src/peripherals supports only the Nano 33 BLE's Mbed core:
-# TensorFlowLite.h includes peripherals/peripherals.h, which #errors on any other board.
-# The sketches use nothing from it, so its include guard is pre-defined.
-_DEFINES = ("-DARDUINO=10819", "-DARDUINO_ARCH_EFFKERAS", "-DPERIPHERALS_H_")
+_DEFINES = ("-DARDUINO=10819", "-DARDUINO_ARCH_EFFKERAS")
+# The library's src/peripherals supports only the Nano 33 BLE's Mbed core (its
+# peripherals.h #errors on any other board) and is never compiled here. The library's own
+# sources are compiled with its include guard defined, so nothing can pull it in; the
+# sketch is compiled without it: a generated sketch skips peripherals.h by itself on other
+# boards, as it must in the Arduino IDE.
+_LIBRARY_DEFINES = ("-DPERIPHERALS_H_",)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,61 @@ BUILD_BOARDS: dict[str, BuildBoard] = {
     )
 }
 _ALIASES = {"qemu": "mps2_an386", "mps2": "mps2_an386", "mps2_an386": "mps2_an386"}
+
+
+#: The library's src/peripherals files that cannot compile for a board other than the
+#: Nano 33 BLE: the first three include peripherals.h (``#error "unsupported board"``), the
+#: last two the nRF52840's HAL. The Arduino IDE compiles every source of a library.
+NANO33_ONLY_SOURCES = ("button_arduino.cpp", "led_arduino.cpp", "i2c_arduino.cpp",
+                       "i2s_nrf52840.cpp", "ws_wm8960_audio_hat_nrf52840.cpp")
+
+
+def build_status(board: str) -> str:
+    """How ``effkeras build`` and the Arduino IDE treat a board of :data:`effkeras.boards.BOARDS`.
+
+    One line: ``"builds (Cortex-M0+: -mcpu=cortex-m0plus ...)"`` or ``"unsupported: why"``.
+    """
+    key = str(board).strip().lower().replace("-", "_")
+    found = BUILD_BOARDS.get(_ALIASES.get(key, key))
+    if found is None:
+        return ("no build settings (a custom board): `effkeras build --board` takes "
+                + ", ".join(b for b, v in BUILD_BOARDS.items() if not v.unsupported))
+    if found.unsupported:
+        return f"unsupported: {found.unsupported}"
+    return f"builds ({found.core}: {' '.join(found.cpu_flags)})"
+
+
+def library_notes(board: str) -> str:
+    """What a user of ``board`` must know about the Arduino library (sketch README text)."""
+    key = str(board).strip().lower().replace("-", "_")
+    found = BUILD_BOARDS.get(_ALIASES.get(key, key))
+    if found is None:
+        return ("This sketch was generated for a custom board: check that the library and "
+                "your board's Arduino core compile it (`effkeras build SKETCH --board NAME` "
+                "compiles it for the CPUs it knows).")
+    if found.unsupported:
+        return (f"**{found.title}**: {found.unsupported}. The model files (`model.h`, "
+                f"`model.cpp`, `model_settings.h`) and the sketch's TFLM calls are standard "
+                f"TFLM and carry over; this library and `effkeras build` do not.")
+    build = (f"`effkeras build {{sketch}} --board {found.name}` compiles this sketch with "
+             f"arm-none-eabi-g++ for the {found.core} against the unmodified library (only the "
+             f"interpreter and the kernels the sketch registers, without src/peripherals) "
+             f"and reports the flash and RAM it takes; effkeras's CI does this for every "
+             f"board it lists.")
+    if found.name in ("nano33ble", "mps2_an386"):
+        return (f"**{found.title}**: the library compiles for it as it is. " + build)
+    files = ", ".join(f"`{f}`" for f in NANO33_ONLY_SOURCES)
+    return (
+        f"**{found.title} with the Arduino IDE**: the IDE compiles every source of a library, "
+        f"and five files of this library's `src/peripherals` are Nano 33 BLE code that cannot "
+        f"compile for another board ({files}: they include `peripherals.h`, which stops with "
+        f"`#error \"unsupported board\"`, or the nRF52840's HAL). Delete those five files from "
+        f"the installed library (neither TFLM nor this sketch uses them). The sketch itself "
+        f"skips `peripherals.h` on other boards and defines `DebugLog` and "
+        f"`tflite::InitializeTarget` in `efk_tflm_port.cpp` (the library defines them only "
+        f"for the Nano 33 BLE). " + build + " Compiling with the Arduino core itself was not "
+        "possible there (Arduino cores cannot be downloaded in that CI)."
+    )
 
 
 def get_build_board(board: str | BuildBoard) -> BuildBoard:
@@ -552,17 +610,18 @@ def build_sketch(
     # The library is compiled without the board's own macro (it tests none but the Nano 33
     # BLE's, which is never defined here), so boards with one CPU share one cache.
     defines = [*_DEFINES] + [f"-D{d}" for d in extra_defines]
-    base = [*board_obj.cpu_flags, *_COMMON_FLAGS, *defines]
+    sketch_base = [*board_obj.cpu_flags, *_COMMON_FLAGS, *defines]
+    base = [*sketch_base, *_LIBRARY_DEFINES]
     board_define = [f"-D{board_obj.define}"]
     includes = [f"-I{firmware}", f"-I{src}", f"-I{src / 'third_party/cmsis_nn'}",
                 f"-I{src / 'third_party/cmsis_nn/Include'}", f"-I{src / 'third_party/flatbuffers/include'}",
                 f"-I{src / 'third_party/gemmlowp'}", f"-I{src / 'third_party/ruy'}"]
     includes = [i for i in includes if Path(i[2:]).is_dir()]
 
-    def cmd_for(source: str) -> list[str]:
+    def cmd_for(source: str, flags: Sequence[str] = base) -> list[str]:
         if source.endswith(".c"):
-            return [cc, *base, "-std=gnu11", *includes]
-        return [cxx, *base, *_CXX_FLAGS, *includes]
+            return [cc, *flags, "-std=gnu11", *includes]
+        return [cxx, *flags, *_CXX_FLAGS, *includes]
 
     key_material = json.dumps({"lib": _library_hash(src), "cxx": _compiler_id(cxx),
                                "cc": _compiler_id(cc), "flags": base,
@@ -612,7 +671,8 @@ def build_sketch(
     own += [(str(p), sketch_build / f"{p.name}.o") for p in sketch.sources]
     own += [(str(firmware / n), out_dir / "core" / f"{n}.o")
             for n in ("efk_core.cpp", "startup_cortexm.c")]
-    _run_all(jobs, [lambda s=s, o=o: _compile([*cmd_for(s), *board_define, *sketch_inc], s, o)
+    _run_all(jobs, [lambda s=s, o=o: _compile([*cmd_for(s, sketch_base), *board_define,
+                                               *sketch_inc], s, o)
                     for s, o in own])
 
     ld = out_dir / "efk_cortexm.ld"
@@ -666,21 +726,24 @@ def build_sketch(
         library_version=version, tflm_sync=TFLM_SYNC_DATES.get(version, ""),
         ops=list(sketch.add_calls), library_sources=lib_sources, compiled=compiled,
         cache_dir=str(cache), seconds=time.monotonic() - started,
-        flags=[*base, *board_define, *_CXX_FLAGS], fallback=missing,
+        flags=[*sketch_base, *board_define, *_CXX_FLAGS], fallback=missing,
     )
 
 
 __all__ = [
     "BUILD_BOARDS",
+    "NANO33_ONLY_SOURCES",
     "BuildBoard",
     "BuildResult",
     "SketchFiles",
     "build_sketch",
+    "build_status",
     "cache_root",
     "core_sources",
     "find_library",
     "get_build_board",
     "kernel_sources",
+    "library_notes",
     "library_version",
     "read_sketch",
 ]

@@ -1,7 +1,8 @@
 // The board core of effkeras's bare-metal builds (effkeras.deploy.build): Serial, millis()
 // and micros() on the peripherals of QEMU's mps2-an386 machine (Arm's MPS2 FPGA image
-// AN386: Cortex-M4 with FPU), main(), and the two hooks the Arduino_TensorFlowLite
-// library leaves to the board (tflite::InitializeTarget, DebugLog) outside the Nano 33 BLE.
+// AN386: Cortex-M4 with FPU), main(), and the clock functions the library's micro_time.cpp
+// reads from src/peripherals (which effkeras builds leave out). tflite::InitializeTarget and
+// DebugLog come from the sketch itself (efk_tflm_port.cpp), as on a real Arduino core.
 //
 // Peripherals (QEMU hw/arm/mps2.c; Arm CMSDK APB components):
 //   UART0  0x40004000: DATA +0x0, STATE +0x4 (bit 0 TX full, bit 1 RX full),
@@ -197,17 +198,6 @@ size_t EfkSerial::PrintFloat(double v, int digits) {
   }
   return n;
 }
-
-// ---- Hooks of the Arduino_TensorFlowLite library -----------------------------------------
-// Its system_setup.cpp defines these only for the Nano 33 BLE; every other board's core
-// must (as TFLM's own ports do in their system_setup.cc / debug_log.cc).
-#if !defined(ARDUINO_ARDUINO_NANO33BLE)
-namespace tflite {
-void InitializeTarget() { Serial.begin(115200); }
-}  // namespace tflite
-
-extern "C" void DebugLog(const char* s) { Serial.print(s); }
-#endif
 
 // micro_time.cpp reads its clock from the library's peripherals/utility.h.
 namespace peripherals {
