@@ -250,7 +250,6 @@ def cmd_sketch(args) -> int:
 
 def cmd_boards(args) -> int:
     from effkeras.boards import BOARDS
-
     from effkeras.deploy.build import build_status
 
     if args.json:
