@@ -38,7 +38,36 @@ from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude, is_prunab
 
 
 def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
-    return layer.__class__.from_config(layer.get_config())
+    """A fresh layer from ``layer``'s config, or a PruningError naming it."""
+    try:
+        return layer.__class__.from_config(layer.get_config())
+    except Exception as exc:  # noqa: BLE001 - any failure here is the user layer's config
+        raise PruningError(
+            f"Pruning clones the model, but layer {layer.name!r} ({type(layer).__name__}) "
+            f"cannot be rebuilt from its config ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}). Give "
+            f"{type(layer).__name__} a get_config() returning every __init__ argument (and a "
+            f"from_config() if they are not plain values), or build the model with "
+            f"prune_low_magnitude(keras.layers.Dense(...)) wrappers in place of its layers."
+        ) from exc
+
+
+_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+def _unprunable_kernel(layer: keras.layers.Layer) -> str | None:
+    """Why a layer holding kernel-like weights is left unpruned, or None."""
+    if isinstance(layer, keras.Model) or not layer.built:
+        return None
+    names = sorted({w.name.split("/")[-1] for w in layer.trainable_weights} & set(_KERNELS))
+    if not names:
+        return None
+    return (
+        f"Layer {layer.name!r} ({type(layer).__name__}) holds {names} but is not a layer "
+        f"effkeras prunes (Dense, Conv, DepthwiseConv, SeparableConv); it is left unpruned. "
+        f"To prune it, give {type(layer).__name__} a get_prunable_weights() method returning "
+        f"the variables to prune."
+    )
 
 
 def _is_graph_model(model: Any) -> bool:
@@ -356,6 +385,9 @@ def _prune_model(
                 return ChannelFollower(copy, role[1], name=f"channel_follower_{layer.name}")
             return PruneLowMagnitude(copy, **args_for(layer), channel_group=role[1])
         if not is_prunable(layer, structure):
+            why = _unprunable_kernel(layer)
+            if why is not None:
+                skipped.append(why)
             return copy
         if id(layer) in own and own[id(layer)] is None:
             return copy

@@ -205,7 +205,15 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
             target = list(config["target_shape"])
             if target[-1] != -1:
                 config["target_shape"] = (*target[:-1], int(member.size))
-        new = inner(layer).__class__.from_config(config)
+        try:
+            new = inner(layer).__class__.from_config(config)
+        except Exception as exc:  # noqa: BLE001 - any failure here is the layer's config
+            raise PruningError(
+                f"strip_pruning clones the model, but layer {inner(layer).name!r} "
+                f"({type(inner(layer)).__name__}) cannot be rebuilt from its config "
+                f"({type(exc).__name__}). Give it a get_config() returning every __init__ "
+                f"argument (and a from_config() if they are not plain values)."
+            ) from exc
         pairs.append((layer, new))
         return new
 
