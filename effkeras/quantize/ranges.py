@@ -42,6 +42,10 @@ SHARED_SCALE = (
 PACKAGE = "effkeras"
 RANGE_MODES = ("ema", "calibrate")
 
+#: Values of a range's ``range_seen`` state: never set; set by training (or fixed); set by
+#: :func:`effkeras.quantize.calibrate` and not trained on yet.
+RANGE_UNSET, RANGE_TRACKED, RANGE_CALIBRATED = 0.0, 1.0, 2.0
+
 
 def _check_momentum(name: str, value: float) -> float:
     if not isinstance(value, int | float) or not 0.0 <= float(value) < 1.0:
@@ -57,6 +61,17 @@ class _RangeMixin:
     Calibration (``_range_mode = "calibrate"``, used by post-training quantization)
     widens them to the running min and max over all batches seen, as the TFLite
     converter's calibrator does.
+
+    The first training batch after a calibration widens the calibrated range to contain
+    the batch's range (the union) before the moving average takes over. Calibration
+    runs the inference graph (batch norm with its moving statistics), training the
+    training graph (batch statistics); when the two disagree, as in a float model
+    trained briefly with batch-norm momentum 0.999 (MobileNet), the training activations
+    are many times wider than the calibrated range. Clipped to it, the next layer's
+    batch variance collapses below the batch norm's epsilon, each folded batch norm
+    multiplies the gradient by up to ``gamma / sqrt(epsilon)`` (about 30), and the
+    gradients of a 50-layer network overflow to Inf on the first step (NaN loss from
+    the second).
     """
 
     _range_mode: str | None = None
@@ -90,17 +105,22 @@ class _RangeMixin:
             seen = self.range_seen > 0.5
             self.range_min.assign(ops.where(seen, ops.minimum(self.range_min.value, bmin), bmin))
             self.range_max.assign(ops.where(seen, ops.maximum(self.range_max.value, bmax), bmax))
-            self.range_seen.assign(1.0)
+            self.range_seen.assign(RANGE_CALIBRATED)
         elif training and self.trainable:
             bmin, bmax = batch_range(x)
             m = self.range_momentum
             seen = self.range_seen > 0.5
+            calibrated = self.range_seen > 1.5
             frozen = self.ranges_frozen > 0.5
-            new_min = ops.where(seen, self.range_min.value * m + bmin * (1.0 - m), bmin)
-            new_max = ops.where(seen, self.range_max.value * m + bmax * (1.0 - m), bmax)
-            self.range_min.assign(ops.where(frozen, self.range_min.value, new_min))
-            self.range_max.assign(ops.where(frozen, self.range_max.value, new_max))
-            self.range_seen.assign(ops.where(frozen, self.range_seen.value, 1.0))
+            lo, hi = self.range_min.value, self.range_max.value
+            new_min = ops.where(seen, lo * m + bmin * (1.0 - m), bmin)
+            new_max = ops.where(seen, hi * m + bmax * (1.0 - m), bmax)
+            # First training batch after calibration: the union (see the class docstring).
+            new_min = ops.where(calibrated, ops.minimum(lo, bmin), new_min)
+            new_max = ops.where(calibrated, ops.maximum(hi, bmax), new_max)
+            self.range_min.assign(ops.where(frozen, lo, new_min))
+            self.range_max.assign(ops.where(frozen, hi, new_max))
+            self.range_seen.assign(ops.where(frozen, self.range_seen.value, RANGE_TRACKED))
         return quantize_activations(x, self.range_min, self.range_max)
 
     @property
