@@ -10,7 +10,10 @@ with the int8 file's outputs, and stay within one output step of Keras.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +211,36 @@ def test_strict_names_a_filter_outside_the_int4_range(files):
     assert [t.dtype for t in _filters(partial)] == ["INT4", "INT4", "INT8"]
     with pytest.raises(ConversionError, match="already INT4|no CONV_2D"):
         to_int4(to_int4(int8))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TFLM_LIB = Path(os.environ.get("EFFKERAS_TFLM_LIB")
+                or ROOT.parent / "shared" / "tflm" / "Arduino_TensorFlowLite")
+
+
+@pytest.mark.cross
+@pytest.mark.skipif(
+    shutil.which("arm-none-eabi-g++") is None or shutil.which("qemu-system-arm") is None,
+    reason="arm-none-eabi-g++ or qemu-system-arm is not installed (.ci/run installs them)",
+)
+def test_int4_on_the_emulated_board_with_the_2023_library(files, monkeypatch):
+    """The real Arduino library's CMSIS-NN kernels unpack our nibbles as LiteRT does."""
+    import effkeras.runtime.litert as litert
+    from effkeras.bench.qemu import run_qemu
+
+    # run_qemu compares with LiteRT's reference kernels, whose resolver has no
+    # DEPTHWISE_CONV_2D version 7 (int4 filters); compare with the builtin kernels instead.
+    runner = litert.LiteRTRunner
+    monkeypatch.setattr(litert, "LiteRTRunner",
+                        lambda model, kernels="builtin", **kw: runner(model, kernels="builtin", **kw))
+    _, int8, _, mine = files
+    x = np.random.default_rng(1).uniform(0, 1, (6, 8, 8, 1)).astype("float32")
+    run = run_qemu(mine, runs=2, warmup=1, inputs=x, tflm_lib=TFLM_LIB)
+    assert run.summary()["library_version"] == "2.4.0-ALPHA"
+    board = np.stack(run.outputs).reshape(len(x), -1)
+    expected = LiteRTRunner(int8, kernels="builtin").predict(x).reshape(len(x), -1)
+    parsed = read_tflite(mine)
+    last = next(op for op in parsed.ops if op.outputs[0] == parsed.outputs[0].index)
+    step = float(parsed.tensors[last.inputs[0]].quantization.scales[0])
+    assert np.abs(board - expected).max() <= step + 1e-6  # CMSIS-NN: 1 LSB at most
+    assert run.argmax_agreement == 1.0

@@ -82,8 +82,9 @@ def compression_plan(
 ) -> list[CompressedTensor]:
     """Which filters LUT compression would shrink, with index width and sizes.
 
-    A filter quantized per channel gets one value table per channel (along its quantized
-    dimension), a per-tensor one a single table. It is compressed when its values fit
+    Int8 filters only (what the tests check against TFLM). A filter quantized per channel
+    gets one value table per channel (along its quantized dimension), a per-tensor one a
+    single table. It is compressed when its values fit
     ``2**max_index_bits`` entries a table and the result (indices, tables and the
     16-byte header) is smaller than the int8 data.
     """
@@ -103,9 +104,10 @@ def compression_plan(
             continue
         seen.add(index)
         t = model.tensors[index]
-        if not t.is_constant or t.dtype not in ("INT8", "INT16", "INT32", "FLOAT32"):
+        if not t.is_constant or t.dtype != "INT8":  # the one type checked end to end here
             plan.append(CompressedTensor(index, t.name, op.name, None, 0, 0, t.nbytes, t.nbytes,
-                                         False, f"a {t.dtype} tensor, not constant weights"))
+                                         False, f"a {'constant' if t.is_constant else 'computed'} "
+                                         f"{t.dtype} tensor, not int8 weights"))
             continue
         values = model.tensor_data(t)
         q = t.quantization
