@@ -86,6 +86,7 @@ def test_cli_bench_qemu_json(digits_inputs, tmp_path, capsys):
 def _fake_sketch(root: Path, name: str, body: str) -> Path:
     d = root / name
     d.mkdir()
+    shutil.copy(ROOT / "effkeras" / "deploy" / "templates" / "efk_tflm_port.cpp", d)
     (d / f"{name}.ino").write_text(
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
         "tflite::MicroMutableOpResolver<1> micro_op_resolver;\n"
@@ -113,3 +114,69 @@ def test_a_crash_or_a_hang_is_a_clear_error(tmp_path, name, body, match):
         with pytest.raises(DeviceError, match=match):
             client.handshake(3)
     assert not qemu.alive()
+
+
+# ---- a text model: its own sketch (C featurizer + model) on the emulated board -----------
+
+TEXTS = ["free prize call now", "see you at lunch", "WIN CASH!!! txt 87121 now",
+         "héllo wörld, ça va? ✓", "ok"]
+
+
+@pytest.fixture(scope="module")
+def sgnn_tflite(tmp_path_factory) -> Path:
+    keras = pytest.importorskip("keras")
+    from effkeras.convert import to_tflite
+    from effkeras.text import Projector, build_sgnn, calibration_data
+
+    projector = Projector(16, 8, char_ngrams=(2, 3))
+    keras.utils.set_random_seed(0)
+    model = build_sgnn(projector, 2, bottleneck=16, hidden=8)
+    x = projector(TEXTS * 4)
+    path = tmp_path_factory.mktemp("text") / "sgnn_int8.tflite"
+    path.write_bytes(to_tflite(model, quantize="int8", representative_data=calibration_data(x),
+                               io_dtype="int8"))
+    return path
+
+
+@pytest.mark.cross
+@needs_qemu
+def test_text_sketch_on_the_emulated_board_matches_the_host(sgnn_tflite, tmp_path, capsys):
+    """The board's C projector writes the very input tensor the Python projector makes (its
+    FNV-1a hash, taken before Invoke), and its class equals LiteRT's reference kernels."""
+    from effkeras.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n\n", encoding="utf-8")
+    rc = main(["bench", str(sgnn_tflite), "--target", "qemu", "--json", "--runs", "3",
+               "--warmup", "0", "--compare", "4", "--tflm-lib", str(TFLM_LIB),
+               "--texts", str(texts)])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    result = result[0] if isinstance(result, list) else result
+    text = result["details"]["text_sketch"]
+    assert text["texts"] == len(TEXTS)
+    assert text["projector_self_test"] and text["model_checksum_ok"]
+    assert text["fnv_agreement"] == 1.0
+    assert text["argmax_agreement"] == 1.0
+    assert text["project_instructions_median"] > 0 and text["invoke_instructions_median"] > 0
+    # The same model through the generic sketch: outputs vs LiteRT reference kernels.
+    assert result["details"]["compared_inputs"] == 4
+    assert result["details"]["argmax_agreement"] == 1.0
+
+
+def test_texts_option_needs_the_qemu_target(sgnn_tflite, tmp_path, capsys):
+    from effkeras.bench.qemu_text import run_qemu_text
+    from effkeras.cli import main
+    from effkeras.errors import BenchConfigError
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\n")
+    assert main(["bench", str(sgnn_tflite), "--texts", str(texts)]) == 2
+    assert "use it with --target qemu" in capsys.readouterr().err
+    texts.write_bytes(b"\xff\xfe\n")
+    assert main(["bench", str(sgnn_tflite), "--target", "qemu", "--texts", str(texts)]) == 2
+    assert "as UTF-8 text" in capsys.readouterr().err
+    for bad, match in [("one line", "list of strings"), (["a\nb"], "one non-empty line"),
+                       ([], "texts is empty"), (["x" * 300], "line buffer")]:
+        with pytest.raises(BenchConfigError, match=match):
+            run_qemu_text(sgnn_tflite, bad)

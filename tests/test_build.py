@@ -267,3 +267,14 @@ def test_digits_sketch_builds_for_every_listed_arm_board(board, tmp_path):
     assert r.flash_bytes < b.flash_bytes and r.ram_bytes < b.ram_bytes
     assert "sketch/efk_tflm_port.cpp.o" in [
         p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.o")]
+
+
+@pytest.mark.cross
+@needs_arm
+def test_a_sketch_without_the_tflm_hooks_gets_a_clear_error(digits_sketch, tmp_path):
+    sketch = tmp_path / "no_hooks"
+    shutil.copytree(digits_sketch.path, sketch)
+    (sketch / "efk_tflm_port.cpp").unlink()
+    (sketch / "digits_qemu.ino").rename(sketch / "no_hooks.ino")
+    with pytest.raises(BuildError, match="defines no DebugLog.*efk_tflm_port.cpp"):
+        build_sketch(sketch, "qemu", TFLM_LIB, build_dir=tmp_path / "out")

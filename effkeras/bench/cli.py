@@ -77,6 +77,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compare", type=_int, default=10,
                    help="qemu: random inputs to compare when --inputs is not given (default 10)")
     p.add_argument("--save-outputs", metavar="Y.npy", help="qemu: write the board's outputs")
+    p.add_argument("--texts", metavar="FILE",
+                   help="qemu, projection text models: also run the model's text sketch and "
+                   "classify each line of FILE (UTF-8) on the emulated board")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--csv", metavar="FILE", help="also write the figures as CSV")
     p.add_argument("--plot", metavar="PNG", help="also plot size, latency and accuracy")
@@ -84,6 +87,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="accuracy of a model for --plot (repeatable; else read from sidecars)")
     p.set_defaults(func=cmd_bench)
     return p
+
+
+def _read_texts(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.rstrip("\r\n") for ln in f]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchConfigError(f"Cannot read --texts {path!r} as UTF-8 text ({exc}); give a "
+                               f"file with one text per line.") from None
+    lines = [ln for ln in lines if ln.strip()]
+    if not lines:
+        raise BenchConfigError(f"--texts {path!r} holds no non-empty line; give one text a line.")
+    return lines
 
 
 def cmd_bench(args) -> int:
@@ -111,8 +129,11 @@ def cmd_bench(args) -> int:
         if os.path.isdir(m):
             raise InvalidModelError(f"{m!r} is a folder; expected a .tflite file.")
     accuracies = _accuracies(args.accuracy)
+    if args.texts is not None and not str(args.target).startswith("qemu"):
+        raise BenchConfigError(f"--texts runs a text sketch on the emulated board: use it with "
+                               f"--target qemu. Received: --target {args.target}")
     qemu_options = {"inputs": args.inputs, "compare": args.compare, "tflm_lib": args.tflm_lib,
-                    "save_outputs": args.save_outputs}
+                    "save_outputs": args.save_outputs, "texts": _read_texts(args.texts)}
     results = compare(models, args.target, args.runs, args.warmup, args.threads,
                       rounds=args.rounds, timeout=args.timeout, qemu_options=qemu_options)
     if args.json:

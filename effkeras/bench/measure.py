@@ -197,6 +197,19 @@ def _run_qemu(models, target: QemuTarget, runs, warmup, threads, timeout, option
             f"{run.within_1lsb:.1%} of elements within 1 LSB (max difference "
             f"{run.max_abs_diff:g}), argmax agreement {run.argmax_agreement:.0%}."
         )
+    if options.get("texts") is not None:
+        from effkeras.bench.qemu_text import run_qemu_text
+
+        text_run = run_qemu_text(m, options["texts"], tflm_lib=options.get("tflm_lib"),
+                                 timeout=max(timeout, 30.0))
+        r.details["text_sketch"] = text_run.summary()
+        r.notes.append(
+            f"text sketch on the emulated board: {len(text_run.lines)} texts, C projector "
+            f"input equal to the host's on {text_run.fnv_agreement:.0%}, class equal to "
+            f"LiteRT reference on {text_run.argmax_agreement:.0%}; median "
+            f"{text_run.project_instructions:,.0f} instructions to featurize, "
+            f"{text_run.invoke_instructions:,.0f} to invoke."
+        )
     return [r]
 
 
@@ -235,7 +248,9 @@ def compare(
         threads: interpreter threads (litert and android only).
         rounds: host and android: blocks per model, run round-robin across the models.
         timeout: serial and qemu: seconds one expected line may take.
-        qemu_options: qemu only: ``inputs`` (array or .npy path of comparison inputs),
+        qemu_options: qemu only: ``texts`` (lines for a projection text model's own
+            sketch, :func:`~effkeras.bench.qemu_text.run_qemu_text`), ``inputs`` (array or
+            .npy path of comparison inputs),
             ``compare`` (random inputs when none given), ``tflm_lib`` (library folder),
             ``save_outputs`` (.npy path for the board's outputs).
 

@@ -52,6 +52,9 @@ def _open(port: str, baud: int, read_timeout: float):
             "The serial target needs pyserial: pip install pyserial (or effkeras[boards])."
         ) from None
     try:
+        if "://" in port:  # socket://host:port (QEMU, ser2net), rfc2217://...
+            return serial.serial_for_url(port, baudrate=baud, timeout=read_timeout,
+                                         write_timeout=5)
         return serial.Serial(port, baudrate=baud, timeout=read_timeout, write_timeout=5)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise DeviceError(
@@ -91,9 +94,9 @@ class BoardClient:
         self.close()
 
     # ---- raw lines ---------------------------------------------------------------
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
         try:
-            self._serial.write(text.encode("ascii"))
+            self._serial.write(text if isinstance(text, bytes) else text.encode("ascii"))
             self._serial.flush()
         except Exception as exc:  # SerialException, SerialTimeoutException, OSError
             raise DeviceError(

@@ -698,6 +698,14 @@ def build_sketch(
 
     proc = link(lib_objects)
     missing = _undefined_symbols(proc.stderr) if proc.returncode != 0 else []
+    hooks = [m for m in missing if m in ("DebugLog", "tflite::InitializeTarget()")]
+    if hooks:
+        raise BuildError(
+            f"Linking {elf.name} failed: the sketch defines no {' and no '.join(hooks)}. The "
+            f"library defines them only for the Nano 33 BLE, so every other board's sketch "
+            f"must (a sketch effkeras writes has them in efk_tflm_port.cpp: regenerate it with "
+            f"`effkeras sketch`, or copy that file into {sketch.path})."
+        )
     if missing:
         # The selection missed a source. CMSIS-NN names each file after its function: add
         # those first; if symbols are still missing, link the whole library (cached too).

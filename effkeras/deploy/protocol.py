@@ -180,6 +180,18 @@ MESSAGES: dict[str, dict[str, Callable[[str], Any]]] = {
         "label": _token,
         "score": _float,
     },
+    # The text sketch (effkeras.deploy.text_sketch): one CLASS line per text line received.
+    "CLASS": {
+        "argmax": _nonneg,
+        "label": _token,
+        "score": _float,
+        "tokens": _int,
+        "bytes": _nonneg,
+        "truncated": _flag,
+        "project_us": _nonneg,
+        "invoke_us": _nonneg,
+        "input_fnv": _hex32,
+    },
     "OK": {"cmd": _token},
     "ERROR": {"msg": _token},
 }
