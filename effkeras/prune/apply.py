@@ -34,7 +34,7 @@ from effkeras.prune.graph import (
     needs_follower,
     zero_flow,
 )
-from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude, is_prunable
+from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude, _spec, is_prunable
 
 
 def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -154,12 +154,10 @@ def _unremovable(graph: LayerGraph, candidates: list[Space]) -> dict[int, str]:
 
 def _fits(layer: keras.layers.Layer, structure: structures.Structure) -> str | None:
     """Why ``structure`` cannot prune the built ``layer``, or None if it can."""
-    probe = PruneLowMagnitude(_copy(layer), structure=structure)
-    if not layer.built:
+    if not layer.built or hasattr(layer, "get_prunable_weights"):
         return None
-    names = probe._weight_names or []
     try:
-        for n in names:
+        for n in _spec(layer, structure) or []:
             structure.check(tuple(getattr(layer, n).shape), f"layer {layer.name!r}")
     except PruningError as exc:
         return str(exc)
