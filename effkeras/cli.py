@@ -180,7 +180,7 @@ def cmd_profile(args) -> int:
         args.model, board=board,
         quantize=args.quantize if is_keras else None,
         representative_data=_load_calibration(args.calibration) if is_keras else None,
-        isolate=not is_keras,
+        isolate=not is_keras, arena=args.arena, tflm_lib=args.tflm_lib,
     )
     print(report.to_json() if args.json else report.table())
     return 0
@@ -322,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=[m for m in QUANTIZE_MODES if m], default=None,
                    help="for a .keras model: how to convert it first")
     p.add_argument("--calibration", help="for a .keras model with --quantize int8")
+    p.add_argument("--arena", choices=("host", "target"), default="host",
+                   help="host: TFLM's arena on this 64-bit host plus a 32-bit margin (default); "
+                   "target: build the sketch for the emulated Cortex-M4F, run it in QEMU and "
+                   "fit the board with the arena the 32-bit target reports")
+    p.add_argument("--tflm-lib", metavar="DIR",
+                   help="--arena target: the Arduino_TensorFlowLite folder (default "
+                   "$EFFKERAS_TFLM_LIB, then ~/Arduino/libraries/Arduino_TensorFlowLite)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
 

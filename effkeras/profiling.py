@@ -148,6 +148,16 @@ class ProfileReport:
     weight_elements: int = 0
     weight_zeros: int = 0
     sparse_tensors: int = 0
+    target_arena_bytes: int | None = None
+    target: dict[str, Any] | None = None
+    tflm_needs: dict[str, Any] | None = None
+
+    @property
+    def arena_source(self) -> str:
+        """Which arena the board fit used: ``"target-32bit"`` (measured on the emulated
+        Cortex-M4F, :func:`profile` with ``arena="target"``) or ``"host-64bit"`` (TFLM on
+        this host, plus the 32-bit margin)."""
+        return "target-32bit" if self.target_arena_bytes is not None else "host-64bit"
 
     @property
     def weight_sparsity(self) -> float:
@@ -174,6 +184,11 @@ class ProfileReport:
             "arena_recorded_bytes": self.arena_recorded_bytes,
             "arena_with_margin": self.arena_with_margin,
             "arena_error": self.arena_error,
+            "arena_source": self.arena_source,
+            "fit_arena_bytes": self.fit_arena_bytes,
+            "target_arena_bytes": self.target_arena_bytes,
+            "target": dict(self.target) if self.target else None,
+            "tflm_needs": dict(self.tflm_needs) if self.tflm_needs else None,
             "tflm_unsupported_ops": list(self.tflm_unsupported_ops),
             "inputs": [dict(s) for s in self.inputs],
             "outputs": [dict(s) for s in self.outputs],
@@ -206,7 +221,15 @@ class ProfileReport:
             for entry in self.boards:
                 if entry["name"] == board:
                     return entry
-        return board_fit(board, self.size_bytes, self.arena_with_margin)
+        return board_fit(board, self.size_bytes, self.fit_arena_bytes)
+
+    @property
+    def fit_arena_bytes(self) -> int | None:
+        """The RAM the board fit counts for the arena: the 32-bit target's figure (16-byte
+        rounded) when measured, else the host's plus margin (``arena_with_margin``)."""
+        if self.target_arena_bytes is not None:
+            return (self.target_arena_bytes + 15) // 16 * 16
+        return self.arena_with_margin
 
     def fits(self, board: str | Board | None = None) -> bool:
         """True when the model fits the board's flash and RAM.
@@ -289,13 +312,27 @@ class ProfileReport:
                 if self.arena_recorded_bytes is not None
                 else ""
             )
-            lines.append(
-                f"TFLM arena: {self.arena_bytes:,} bytes, the smallest that runs on this "
-                f"64-bit host{recorded}; {self.arena_with_margin:,} bytes with the margin "
-                f"for a 32-bit board (the board's own figure: effkeras bench --target qemu)"
-            )
+            if self.target_arena_bytes is not None:
+                t = self.target or {}
+                lines.append(
+                    f"TFLM arena: {self.target_arena_bytes:,} bytes on the 32-bit target "
+                    f"(measured: {t.get('title', 'emulated board')}, {t.get('core', '')}, "
+                    f"Arduino_TensorFlowLite {t.get('library_version', '?')}); the board fit "
+                    f"uses it. On this 64-bit host: {self.arena_bytes:,} bytes{recorded}."
+                )
+            else:
+                lines.append(
+                    f"TFLM arena: {self.arena_bytes:,} bytes, the smallest that runs on this "
+                    f"64-bit host{recorded}; {self.arena_with_margin:,} bytes with the margin "
+                    f"for a 32-bit board, which the board fit uses (the 32-bit target's own "
+                    f"figure: profile --arena target)"
+                )
         else:
             lines.append(f"TFLM arena: not measured: {self.arena_error}")
+        if self.tflm_needs and self.tflm_needs.get("needs") != "any TensorFlow Lite Micro":
+            lines.append(f"Needs: {self.tflm_needs['needs']}"
+                         + ("" if self.tflm_needs.get("arduino_2023") else
+                            " (not the 2023 Arduino_TensorFlowLite library)"))
         for entry in self.boards:
             lines.append(_fit_text(entry))
         return "\n".join(lines)
@@ -375,16 +412,21 @@ def _measure(model: TFLiteModel) -> dict[str, Any]:
     TFLM does not, allocates and invokes it. Only then is there an arena to report.
     """
     from effkeras.runtime.litert import _probe as litert_probe
+    from effkeras.runtime.litert import lacks_kernel
     from effkeras.runtime.tflm import run_isolated
 
     result = run_isolated(model)
     if "arena_bytes" not in result:
         return result
-    try:
-        run_in_child("LiteRT could not prepare the model", litert_probe, model, "reference",
-                     source=model.source)
-    except InvalidModelError as exc:
-        return {"error": f"TFLite Micro prepared the model, but {exc}"}
+    for kernels in ("reference", "builtin"):
+        try:
+            run_in_child("LiteRT could not prepare the model", litert_probe, model, kernels,
+                         source=model.source)
+            break
+        except InvalidModelError as exc:
+            if kernels == "reference" and lacks_kernel(exc):
+                continue  # e.g. int4 filters: the reference resolver lags the builtin one
+            return {"error": f"TFLite Micro prepared the model, but {exc}"}
     return result
 
 
@@ -415,6 +457,8 @@ def profile(
     quantize: str | None = None,
     representative_data: Any = None,
     isolate: bool = False,
+    arena: str = "host",
+    tflm_lib: str | os.PathLike | None = None,
 ) -> ProfileReport:
     """Size, params, MACs, ops, exact TFLite Micro arena and board fit of a model.
 
@@ -434,6 +478,14 @@ def profile(
             child processes (memory and time limits), so a corrupt or hostile file cannot
             crash this one, and the report says "fits" only when both LiteRT and TFLM
             prepared and ran it.
+        arena: ``"host"`` (default): the arena TFLM needs on this 64-bit host, plus the
+            margin of :func:`effkeras.runtime.tflm.arena_with_margin` for a 32-bit board.
+            ``"target"``: also build the model's sketch for the emulated Cortex-M4F
+            (``arm-none-eabi-g++`` and the Arduino library, see ``tflm_lib``), run it in
+            QEMU and use the arena the 32-bit target reports (``arena_used_bytes()``) for
+            the board fit: exact for a Cortex-M4F build, and smaller than the host's.
+        tflm_lib: with ``arena="target"``, the Arduino_TensorFlowLite folder (default
+            ``$EFFKERAS_TFLM_LIB``, then ``~/Arduino/libraries/Arduino_TensorFlowLite``).
 
     Returns:
         A :class:`ProfileReport`; ``.table()`` for people, ``.to_dict()``/``.to_json()``
@@ -445,6 +497,8 @@ def profile(
         ConversionError: ``quantize``/``representative_data`` given with a .tflite, or the
             Keras model could not be converted.
     """
+    if arena not in ("host", "target"):
+        raise ValueError(f"arena must be 'host' or 'target'. Received: arena={arena!r}")
     boards: list[str | Board] = list(BOARDS) if board is None else [get_board(board)]
     tm, conversion = _load(model_or_tflite, quantize, representative_data)
 
@@ -455,7 +509,7 @@ def profile(
         if index is not None:
             kernels[index] = row
     unsupported = _unsupported_ops(tm) or []
-    arena: int | None = None
+    arena_host: int | None = None
     recorded: int | None = None
     error: str | None = None
     if unsupported:
@@ -466,16 +520,30 @@ def profile(
     else:
         result = _measure(tm)
         if "arena_bytes" in result:
-            arena = int(result["arena_bytes"])
+            arena_host = int(result["arena_bytes"])
             if result.get("arena_recorded_bytes") is not None:
                 recorded = int(result["arena_recorded_bytes"])
         else:
             error = str(result.get("error", "TFLite Micro could not run the model"))
             unsupported = sorted(result.get("missing_ops") or [])
 
+    from effkeras.convert.compress import tflm_requirements
     from effkeras.runtime.tflm import arena_with_margin
 
-    margin = arena_with_margin(arena) if arena is not None else None
+    margin = arena_with_margin(arena_host) if arena_host is not None else None
+    fit_arena = margin
+    target_arena = target = None
+    if arena == "target" and arena_host is not None:
+        from effkeras.bench.qemu import run_qemu
+
+        run = run_qemu(tm, runs=1, warmup=0, compare=0, tflm_lib=tflm_lib)
+        target_arena = run.arena_bytes
+        fit_arena = (target_arena + 15) // 16 * 16
+        target = {"board": run.build.board.name, "title": run.build.board.title,
+                  "core": run.build.board.core, "library_version": run.build.library_version,
+                  "text": run.build.text, "data": run.build.data, "bss": run.build.bss,
+                  "instructions_per_inference": run.instructions}
+    arena = arena_host
     return ProfileReport(
         source=tm.source,
         size_bytes=tm.size_bytes,
@@ -494,11 +562,14 @@ def profile(
         outputs=[_io_spec(t) for t in tm.outputs],
         is_full_integer=bool(tm.is_full_integer),
         layers=layers,
-        boards=[board_fit(b, tm.size_bytes, margin) for b in boards],
+        boards=[board_fit(b, tm.size_bytes, fit_arena) for b in boards],
         conversion=conversion,
         isolated=True,
         gzip_size_bytes=gzip_size(tm.data),
         weight_elements=int(sum(r["weight_elements"] for r in kernels.values())),
         weight_zeros=int(sum(r["weight_zeros"] for r in kernels.values())),
         sparse_tensors=sum(1 for r in kernels.values() if r["weight_encoding"] == "sparse"),
+        target_arena_bytes=target_arena,
+        target=target,
+        tflm_needs=tflm_requirements(tm).to_dict(),
     )

@@ -180,3 +180,29 @@ def test_texts_option_needs_the_qemu_target(sgnn_tflite, tmp_path, capsys):
                        ([], "texts is empty"), (["x" * 300], "line buffer")]:
         with pytest.raises(BenchConfigError, match=match):
             run_qemu_text(sgnn_tflite, bad)
+
+
+@pytest.mark.cross
+@needs_qemu
+def test_profile_fits_the_board_with_the_32bit_target_arena(capsys):
+    from effkeras import profile
+    from effkeras.cli import main
+
+    host = profile(str(DIGITS), board="pico")
+    target = profile(str(DIGITS), board="pico", arena="target", tflm_lib=TFLM_LIB)
+    assert host.arena_source == "host-64bit" and target.arena_source == "target-32bit"
+    assert host.fit_arena_bytes == host.arena_with_margin
+    # The 32-bit target needs less than the 64-bit host (pointers are half as wide).
+    assert 0 < target.target_arena_bytes < target.arena_bytes == host.arena_bytes
+    assert target.fit_arena_bytes == (target.target_arena_bytes + 15) // 16 * 16
+    assert target.board()["ram"]["needed_bytes"] < host.board()["ram"]["needed_bytes"]
+    assert "on the 32-bit target" in target.table() and "Cortex-M4F" in target.table()
+    assert "profile --arena target" in host.table()
+    assert main(["profile", str(DIGITS), "--board", "pico", "--arena", "target", "--json",
+                 "--tflm-lib", str(TFLM_LIB)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["arena_source"] == "target-32bit"
+    assert d["target_arena_bytes"] == target.target_arena_bytes
+    assert d["target"]["library_version"] == "2.4.0-ALPHA"
+    with pytest.raises(ValueError, match="Received: arena='board'"):
+        profile(str(DIGITS), arena="board")

@@ -223,16 +223,10 @@ TFLM_LIB = Path(os.environ.get("EFFKERAS_TFLM_LIB")
     shutil.which("arm-none-eabi-g++") is None or shutil.which("qemu-system-arm") is None,
     reason="arm-none-eabi-g++ or qemu-system-arm is not installed (.ci/run installs them)",
 )
-def test_int4_on_the_emulated_board_with_the_2023_library(files, monkeypatch):
+def test_int4_on_the_emulated_board_with_the_2023_library(files):
     """The real Arduino library's CMSIS-NN kernels unpack our nibbles as LiteRT does."""
-    import effkeras.runtime.litert as litert
     from effkeras.bench.qemu import run_qemu
 
-    # run_qemu compares with LiteRT's reference kernels, whose resolver has no
-    # DEPTHWISE_CONV_2D version 7 (int4 filters); compare with the builtin kernels instead.
-    runner = litert.LiteRTRunner
-    monkeypatch.setattr(litert, "LiteRTRunner",
-                        lambda model, kernels="builtin", **kw: runner(model, kernels="builtin", **kw))
     _, int8, _, mine = files
     x = np.random.default_rng(1).uniform(0, 1, (6, 8, 8, 1)).astype("float32")
     run = run_qemu(mine, runs=2, warmup=1, inputs=x, tflm_lib=TFLM_LIB)
@@ -244,3 +238,5 @@ def test_int4_on_the_emulated_board_with_the_2023_library(files, monkeypatch):
     step = float(parsed.tensors[last.inputs[0]].quantization.scales[0])
     assert np.abs(board - expected).max() <= step + 1e-6  # CMSIS-NN: 1 LSB at most
     assert run.argmax_agreement == 1.0
+    # LiteRT's reference resolver has no DEPTHWISE_CONV_2D v7: run_qemu compares with builtin.
+    assert run.summary()["reference_kernels"] == "builtin"

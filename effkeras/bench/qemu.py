@@ -83,7 +83,9 @@ class QemuRun:
         instructions_mean: ``total_us`` / n x 1000 (dithered by the runs, finer).
         host_arena_bytes: the arena TFLM measured on this 64-bit host for the same model.
         outputs: the board's raw outputs, one array per comparison input (model dtype).
-        reference: LiteRT reference-kernel outputs for the same inputs.
+        reference: LiteRT outputs for the same inputs, with ``reference_kernels``:
+            ``"reference"``, or ``"builtin"`` when the reference resolver lacks an op
+            version of the model (int4 filters).
         within_1lsb: fraction of output elements within 1 LSB of the reference.
         max_abs_diff: the largest element difference (in LSB for integer outputs).
         argmax_agreement: fraction of inputs whose argmax equals the reference's.
@@ -104,6 +106,7 @@ class QemuRun:
     argmax: list[int] = field(default_factory=list)
     expected_argmax: int | None = None
     log: list[str] = field(default_factory=list)
+    reference_kernels: str = "reference"
 
     @property
     def arena_bytes(self) -> int:
@@ -135,6 +138,7 @@ class QemuRun:
             "within_1lsb": self.within_1lsb,
             "max_abs_diff": self.max_abs_diff,
             "argmax_agreement": self.argmax_agreement,
+            "reference_kernels": self.reference_kernels,
             "fixed_input_argmax": self.argmax,
             "expected_argmax": self.expected_argmax,
         }
@@ -290,7 +294,7 @@ def run_qemu(
     """
     from effkeras.bench.serial_board import run_serial
     from effkeras.deploy.arduino import arduino_sketch
-    from effkeras.runtime.litert import LiteRTRunner
+    from effkeras.runtime.litert import LiteRTRunner, lacks_kernel
 
     model = read_tflite(tflite)
     sketch_b = sketch_board(board)
@@ -322,8 +326,16 @@ def run_qemu(
                for r in out["results"]]
     reference: list[np.ndarray] = []
     within = max_diff = agree = None
+    reference_kernels = "reference"
     if len(x):
-        ref_runner = LiteRTRunner(model, kernels="reference")
+        try:
+            ref_runner = LiteRTRunner(model, kernels="reference")
+        except EffkerasError as exc:
+            if not lacks_kernel(exc):
+                raise
+            # e.g. int4 filters (DEPTHWISE_CONV_2D v7): the reference resolver lags.
+            reference_kernels = "builtin"
+            ref_runner = LiteRTRunner(model, kernels="builtin")
         reference = [ref_runner.invoke_raw([s])[0] for s in x]
         within, max_diff, agree = _compare(outputs, reference)
     samples = out["samples_us"]
@@ -335,6 +347,7 @@ def run_qemu(
         host_arena_bytes=info.arena_bytes, outputs=outputs, reference=reference,
         within_1lsb=within, max_abs_diff=max_diff, argmax_agreement=agree,
         argmax=out["argmax"], expected_argmax=out["expected_argmax"], log=out["log"],
+        reference_kernels=reference_kernels,
     )
 
 

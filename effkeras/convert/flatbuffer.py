@@ -262,11 +262,16 @@ class TFLiteModel:
         return sorted(self.op_counts)
 
     def tensor_data(self, tensor: TensorInfo | int) -> np.ndarray | None:
-        """The constant data of a tensor as a numpy array of its shape, or None."""
+        """The constant data of a tensor as a numpy array of its shape, or None (INT4 tensors
+        unpacked to int8 values)."""
         t = self.tensors[tensor] if isinstance(tensor, int) else tensor
         raw = self._buffer_bytes(t.buffer) if t.buffer else None
         if raw is None or raw.size == 0:
             return None
+        if t.dtype == "INT4":  # two values a byte, low nibble first; returned as int8
+            from effkeras.convert.int4 import unpack_int4
+
+            return unpack_int4(raw.tobytes(), t.size).reshape(t.shape)
         arr = np.frombuffer(raw.tobytes(), dtype=t.numpy_dtype)
         return arr.reshape(t.shape) if t.shape and arr.size == t.size else arr
 

@@ -53,6 +53,17 @@ def _resolver(op_resolver_type, kernels: str):
 _PROBED: set[tuple[str, str]] = set()
 
 
+#: What LiteRT says when its resolver has no kernel for an op (or an op version): the
+#: reference resolver lags the builtin one (it has no DEPTHWISE_CONV_2D version 7, the
+#: int4-filter version, in ai-edge-litert 2.x).
+MISSING_KERNEL = "Didn't find op for builtin opcode"
+
+
+def lacks_kernel(exc: BaseException) -> bool:
+    """Whether ``exc`` says LiteRT's resolver has no kernel for an op of the model."""
+    return MISSING_KERNEL in str(exc)
+
+
 def _probe(model: TFLiteModel, kernels: str) -> None:
     """Load, allocate and invoke once on zeros (in a child: see LiteRTRunner's ``isolate``)."""
     runner = LiteRTRunner(model, kernels=kernels, isolate=False)

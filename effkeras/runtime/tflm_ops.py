@@ -178,6 +178,12 @@ UNSUPPORTED_HINTS: dict[str, str] = {
         "DENSIFY kernel and cannot read sparse tensors. Convert with sparse=False; a pruned "
         "model's zeros then still shrink it under gzip"
     ),
+    "TFLM_DECODE": (
+        "TFLM_DECODE comes from look-up-table compressed weights "
+        "(effkeras.convert.compress.compress_tflite): it needs an upstream TFLM with the "
+        "DECODE kernel (AddDecode, 2025 or newer, e.g. the tflite-micro Python package); the "
+        "2023 Arduino_TensorFlowLite library has none, so give a sketch the uncompressed file"
+    ),
 }
 
 
