@@ -4,7 +4,8 @@ The public API, in one place:
 
 - ``effkeras.convert``: ``to_tflite`` (Keras -> .tflite), ``read_tflite`` (ops, tensors,
   quantization), ``strip_tensor_names`` (smaller files), ``to_c_array`` / ``parse_c_array``
-  (TFLM C arrays).
+  (TFLM C arrays); ``convert.int4.to_int4`` (int4 weights, two a byte) and
+  ``convert.compress.compress_tflite`` (TFLM look-up-table compression).
 - ``effkeras.deploy``: ``arduino_sketch`` (a ready-to-open Arduino folder).
 - ``effkeras.profile``: size, params, MACs, ops, exact TFLM arena, board fit.
 - ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
@@ -14,6 +15,9 @@ The public API, in one place:
   ``PruningSummaries``, ``PreserveSparsity``.
 - ``effkeras.distill``: knowledge distillation on ``keras.distillation`` (``distiller``,
   ``logits_distillation``: a KL loss that is right, unlike Keras's default).
+- ``effkeras.cluster``: weight clustering with tfmot's names (``cluster_weights``,
+  ``strip_clustering``, ``CentroidInitialization``, ``PreserveClusters`` for
+  cluster-preserving QAT, sparsity-preserving clustering).
 - ``effkeras.prune``: pruning (``prune_low_magnitude`` with per-layer ``layer_schedules``,
   schedules, ``strip_pruning``).
 - ``effkeras.text``: projection text models (``Projector``, ``build_sgnn``, ``build_prado``).
@@ -39,7 +43,7 @@ _install_keras_registration()
 
 def __getattr__(name: str):
     # effkeras.quantize and effkeras.callbacks need Keras: import them on first use.
-    if name in ("quantize", "callbacks", "distill", "prune", "text", "tune"):
+    if name in ("quantize", "callbacks", "cluster", "distill", "prune", "text", "tune"):
         import importlib
 
         return importlib.import_module(f"effkeras.{name}")
@@ -52,6 +56,7 @@ __all__ = [
     "__version__",
     "boards",
     "callbacks",
+    "cluster",
     "convert",
     "custom_board",
     "deploy",

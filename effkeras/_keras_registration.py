@@ -21,7 +21,9 @@ import importlib.util
 import sys
 
 #: Modules whose import registers Keras objects.
-REGISTERING_MODULES = ("effkeras.quantize", "effkeras.callbacks", "effkeras.text.layers")
+REGISTERING_MODULES = (
+    "effkeras.quantize", "effkeras.callbacks", "effkeras.text.layers", "effkeras.cluster",
+)
 
 
 def register_now() -> None:
