@@ -146,6 +146,11 @@ def test_channel_prune_train_strip(models, family):
         if getattr(stripped.get_layer(w.layer.name), "filters", None) not in (None, w.layer.filters)
     ]  # fmt: skip
     assert shrunk
+    # DenseNet and NASNet concatenate: a channel space feeding a Concatenate keeps all of
+    # its channels (removing them is not supported), so every concatenation is unchanged.
+    for layer in model.layers:
+        if isinstance(layer, L.Concatenate):
+            assert stripped.get_layer(layer.name).output.shape == layer.output.shape
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "2:4", "block"])
@@ -280,3 +285,21 @@ def test_layer_with_a_kernel_left_unpruned_is_named():
         pruned = prune.prune_low_magnitude(keras.Model(inp, out))
     assert type(pruned.get_layer("kept")).__name__ == "_Kept"
     assert isinstance(pruned.get_layer("prune_low_magnitude_d1"), prune.PruneLowMagnitude)
+
+
+def test_application_nested_in_sequential():
+    """Transfer-learning shape: an application without its top, inside a Sequential."""
+    keras.utils.set_random_seed(0)
+    base = A.MobileNetV3Small(input_shape=SHAPE, weights=None, include_top=False)
+    model = keras.Sequential(
+        [keras.Input(SHAPE), base, L.GlobalAveragePooling2D(), L.Dropout(0.2), L.Dense(10)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruned = prune.prune_low_magnitude(model, prune.ConstantSparsity(0.5, 0), structure="channel")
+    prune.update_pruning_step(pruned, 0)
+    stripped = prune.strip_pruning(pruned)
+    assert stripped.count_params() < 0.5 * model.count_params()
+    # the nested model's output feeds the outer graph, so its channels stay
+    assert stripped.layers[0].output.shape == base.output.shape
+    _assert_same(stripped, pruned)

@@ -8,7 +8,9 @@
 
 Structures: unstructured (default), block (``block_size``), N:M (``sparsity_m_by_n`` or
 ``structure="2:4"``) and channel (``structure="channel"``), whose pruned filters
-:func:`strip_pruning` removes, giving a smaller dense model.
+:func:`strip_pruning` removes, giving a smaller dense model. Functional graphs with ``keras.ops`` calls,
+squeeze-excite ``Multiply``, Rescaling, Normalization, Reshape and nested models are
+handled: every keras.applications family prunes and strips.
 
 After conversion, :func:`effkeras.profile` (and :func:`sparsity_report`) count the zeros
 per layer and the gzip size of the .tflite.

@@ -9,7 +9,11 @@ With ``structure="channel"`` the model's graph decides what is pruned: only laye
 filters can later be *removed* (see :mod:`effkeras.prune.graph`), with the layers whose
 outputs are added together sharing one mask, and batch norm / depthwise layers after
 them wrapped in :class:`~effkeras.prune.ChannelFollower`. A final classifier (a model
-output) is never channel-pruned.
+output) is never channel-pruned. ``keras.ops`` calls in the graph (MobileNetV3's
+hard-sigmoid ``relu6(x + 3) / 6``) are kept as they are; filters whose pruned channels
+such a call would turn non-zero on the way to the next Conv/Dense are left unpruned,
+with a warning naming the call. Every keras.applications family prunes and strips
+(tests/test_applications_prune.py).
 """
 
 from __future__ import annotations
