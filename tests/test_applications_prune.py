@@ -278,6 +278,22 @@ def test_uncloneable_layer_is_named(structure):
         prune.prune_low_magnitude(keras.Model(inp, out), structure=structure)
 
 
+def test_lambda_layer_is_shared_not_rebuilt():
+    """A Lambda of a Python lambda cannot be deserialized in safe mode; it holds no
+    state, so the pruned and stripped models share it."""
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Lambda(lambda t: t * 2.0, name="double")(L.Conv2D(4, 3, name="c1")(x))
+    out = L.Dense(2)(L.Flatten()(L.Conv2D(4, 1, name="c2")(x)))
+    model = keras.Model(inp, out)
+    for structure in ("unstructured", "channel"):
+        pruned = prune.prune_low_magnitude(model, structure=structure)
+        prune.update_pruning_step(pruned, 0)
+        stripped = prune.strip_pruning(pruned)
+        assert stripped.get_layer("double") is model.get_layer("double")
+        x = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+        np.testing.assert_allclose(stripped(x), pruned(x), rtol=1e-5, atol=1e-6)
+
+
 def test_layer_with_a_kernel_left_unpruned_is_named():
     x = inp = keras.Input((4,))
     out = _Kept(3, name="kept")(L.Dense(8, name="d1")(x))

@@ -42,10 +42,14 @@ from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude, _spec, is
 
 
 def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """A fresh layer from ``layer``'s config, or a PruningError naming it."""
+    """A fresh layer from ``layer``'s config; a layer without weights that cannot be
+    rebuilt (a ``Lambda`` of a Python lambda) is shared, as it holds no state; otherwise a
+    PruningError naming it."""
     try:
         return layer.__class__.from_config(layer.get_config())
     except Exception as exc:  # noqa: BLE001 - any failure here is the user layer's config
+        if not layer.weights:
+            return layer
         raise PruningError(
             f"Pruning clones the model, but layer {layer.name!r} ({type(layer).__name__}) "
             f"cannot be rebuilt from its config ({type(exc).__name__}: "

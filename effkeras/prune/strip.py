@@ -208,6 +208,8 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
         try:
             new = inner(layer).__class__.from_config(config)
         except Exception as exc:  # noqa: BLE001 - any failure here is the layer's config
+            if not inner(layer).weights and not entry:
+                return inner(layer)  # stateless (a Lambda of a Python lambda): share it
             raise PruningError(
                 f"strip_pruning clones the model, but layer {inner(layer).name!r} "
                 f"({type(inner(layer)).__name__}) cannot be rebuilt from its config "
