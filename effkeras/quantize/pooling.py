@@ -12,7 +12,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from effkeras.quantize.quantizers import multiplier_exponent, round_half_away
+from effkeras.quantize.quantizers import multiplier_exponent, quantize_activations, round_half_away
 from effkeras.quantize.ranges import PACKAGE, _check_momentum, _InputGridMixin, _RangeMixin
 
 
@@ -94,3 +94,88 @@ def _mean_requantize(steps, ratio, count: int):
     p = ops.power(2.0, ops.maximum(shift - e, 0.0))
     first = ops.floor(steps * p + 0.5)
     return round_half_away(first / p)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantAveragePooling2D(_InputGridMixin, keras.layers.Layer):
+    """AveragePooling2D on TFLite's int8 grid: the output keeps the input's scale.
+
+    TFLite's AVERAGE_POOL_2D requires the same scale and zero point on input and output,
+    so the output is rounded onto the input's grid (the range of the quantization layer
+    that produced the input), never given a range of its own. At inference the rounding
+    is the kernel's (the mean of the int8 values, half away from zero); elsewhere it is a
+    FakeQuant with the input's range, which the converter reads as the same scale.
+
+    Args:
+        pool_size, strides, padding: as ``keras.layers.AveragePooling2D`` (channels last).
+        **kwargs: base ``Layer`` arguments (``name``, ...).
+    """
+
+    _effkeras_quantized = True
+    _shares_input_grid = True
+    _range_mode = None
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.pool_size = _pair2(pool_size, "pool_size")
+        self.strides = _pair2(strides if strides is not None else self.pool_size, "strides")
+        padding = str(padding).lower()
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same'. Received: padding={padding!r}")
+        self.padding = padding
+
+    def _source(self):
+        return self._grid_ref() if self._grid_ref is not None else None
+
+    def call(self, inputs, training=None):
+        y = ops.average_pool(
+            inputs, self.pool_size, strides=self.strides, padding=self.padding,
+            data_format="channels_last",
+        )
+        source = self._source()
+        if source is None:
+            return y
+        if self._exact(training):
+            scale, zero = source.output_grid()
+            s64, z64 = ops.cast(scale, "float64"), ops.cast(zero, "float64")
+            q = round_half_away(ops.cast(y, "float64") / s64 + z64)
+            q = ops.clip(q, -128.0, 127.0)
+            return ops.cast((q - z64) * s64, "float32")
+        lo, hi = (source._fixed_range if source._fixed_range is not None
+                  else (source.range_min, source.range_max))
+        return quantize_activations(y, lo, hi)
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for size, k, s in zip(input_shape[1:3], self.pool_size, self.strides, strict=True):
+            if size is None:
+                spatial.append(None)
+            elif self.padding == "same":
+                spatial.append(-(-size // s))
+            else:
+                spatial.append((size - k) // s + 1)
+        return (input_shape[0], *spatial, input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        base_config = super().get_config()
+        config = {
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
+        return {**base_config, **config}
+
+
+def _pair2(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError(f"{name} must be a positive int or a pair of them. Received: {name}={value!r}")
+    return value

@@ -49,8 +49,13 @@ FIXED_OUTPUT_RANGES: dict[str, tuple[float, float]] = {
     "tanh": (-1.0, 127.0 / 128.0),
 }
 
-#: Smallest real range an activation quantizer will use (avoids a zero scale).
+#: Smallest real range a weight quantizer will use (avoids a zero scale).
 MIN_RANGE = 1e-6
+#: Smallest real range of an activation. A narrower one (a network whose activations
+#: vanish, as untrained MobileNetV3 does at inference) gives scales whose requantization
+#: multipliers TFLite's int8 kernels cannot represent: the SOFTMAX kernel aborts the
+#: interpreter when ``input_scale * 2**26 < 1`` (range below 3.8e-6).
+MIN_ACTIVATION_RANGE = 1e-5
 
 
 _EXPORTING = contextvars.ContextVar("effkeras_quantize_exporting", default=False)
@@ -95,7 +100,7 @@ def activation_grid(range_min, range_max):
     to [-128, 127] (TensorFlow's FakeQuant "nudges" the range the same way).
     """
     scale = (range_max - range_min) / 255.0
-    scale = ops.maximum(scale, MIN_RANGE / 255.0)
+    scale = ops.maximum(scale, MIN_ACTIVATION_RANGE / 255.0)
     zero_point = ops.clip(ops.round(-128.0 - range_min / scale), -128.0, 127.0)
     return scale, zero_point
 
@@ -164,11 +169,11 @@ def quantize_activations(x, range_min, range_max):
 
 
 def batch_range(x):
-    """(min, max) of ``x`` widened to contain 0 and at least :data:`MIN_RANGE` wide."""
+    """(min, max) of ``x`` widened to contain 0 and at least :data:`MIN_ACTIVATION_RANGE` wide."""
     x = ops.stop_gradient(ops.cast(x, "float32"))
     lo = ops.minimum(ops.min(x), 0.0)
     hi = ops.maximum(ops.max(x), 0.0)
-    hi = ops.maximum(hi, lo + MIN_RANGE)
+    hi = ops.maximum(hi, lo + MIN_ACTIVATION_RANGE)
     return lo, hi
 
 

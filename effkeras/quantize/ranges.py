@@ -144,7 +144,7 @@ def _grid_source(tensor):
         layer = history.operation
         if isinstance(layer, _RangeMixin):
             return layer
-        if not isinstance(layer, SHARED_SCALE):
+        if not isinstance(layer, SHARED_SCALE) and not getattr(layer, "_shares_input_grid", False):
             return None
         tensor = layer._inbound_nodes[history.node_index].input_tensors[0]
     return None

@@ -28,6 +28,8 @@ import numpy as np
 
 from effkeras.errors import QuantizationError
 from effkeras.quantize import layers as ql
+from effkeras.quantize.elementwise import ConstantOperation
+from effkeras.quantize.pooling import QuantAveragePooling2D
 
 L = keras.layers
 
@@ -36,13 +38,30 @@ SHARED_SCALE = ql.SHARED_SCALE
 #: Layers TFLite runs in int8 with an output range of their own.
 OWN_RANGE = (
     L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
-    L.AveragePooling1D, L.AveragePooling2D, L.GlobalAveragePooling1D,
-    L.GlobalAveragePooling2D,
+    L.AveragePooling1D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.LeakyReLU,
 )
 #: Layers that fuse a following ReLU/ReLU6 (the TFLite op has a fused activation).
 FUSES_RELU = (L.Add, L.Subtract, L.Multiply, L.Concatenate)
 LINEAR = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Dense)
 FIXED = ("softmax", "sigmoid", "tanh")
+#: Activations that become several int8 ops (each with its own output range):
+#: silu = x * LOGISTIC(x); hard_sigmoid = MUL(ADD(x, 3) + RELU6, 1/6); hard_silu =
+#: x * hard_sigmoid(x).
+COMPOSITE = ("silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish")
+#: Activations with an int8 TFLite kernel of their own output range.
+OWN_RANGE_ACTIVATIONS = ("leaky_relu",)
+SUPPORTED_ACTIVATIONS = ("linear", "relu", "relu6", *FIXED, *COMPOSITE, *OWN_RANGE_ACTIVATIONS)
+
+#: keras.ops operations (nodes of a functional graph that are not layers), by class name.
+OP_ELEMENTWISE = ("Add", "Subtract", "Multiply", "Maximum", "Minimum")
+OP_DIVIDE = ("Divide", "TrueDivide")
+OP_ACTIVATIONS = {
+    "Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh",
+    "Softmax": "softmax", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu",
+    "Silu": "silu", "LeakyRelu": "leaky_relu",
+}
+OP_SHARED = ("Reshape", "Transpose", "Squeeze", "ExpandDims", "GetItem", "Flatten")
+OP_OWN = ("Mean", "Concatenate")
 
 
 @dataclass
@@ -73,7 +92,12 @@ class QuantizationReport:
 
 def _act_name(fn) -> str:
     name = getattr(fn, "__name__", None) or str(fn)
-    return "linear" if name in ("linear", "identity") else name
+    aliases = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu"}
+    return aliases.get(name, name)
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, keras.KerasTensor)
 
 
 def relu_kind(layer) -> str | None:
@@ -113,8 +137,12 @@ def unsupported_reason(layer) -> str | None:
     if getattr(layer, "quantization_mode", None):
         return f"already quantized by Keras ({layer.quantization_mode})"
     act = _act_name(getattr(layer, "activation", None))
-    if act not in ("linear", "relu", "relu6", *FIXED):
-        return f"activation {act!r} has no int8 TFLite kernel that effkeras simulates"
+    if act not in SUPPORTED_ACTIVATIONS:
+        return (
+            f"activation {act!r} has no int8 TFLite kernel that effkeras simulates "
+            f"(int8: {', '.join(SUPPORTED_ACTIVATIONS)}); use one of those, or leave the "
+            f"layer float with effkeras.quantize.QuantizeConfig(leave_float=True)"
+        )
     return None
 
 
@@ -228,23 +256,39 @@ class _Rewriter:
             layer = node.operation
             args, kwargs = node.arguments.fill_in(tensors)
             kwargs.pop("training", None)
-            if isinstance(layer, LINEAR) and unsupported_reason(layer) is None:
-                out_node, y = self.linear(
-                    layer, node, args, sole_consumer, done, consumer_across_models
-                )
-            elif isinstance(layer, keras.Model):
-                out_node = node
-                ys = self.run(
-                    layer, _flat(args),
-                    outer_consumer=lambda i, n=node: consumer_across_models(n.outputs[i]),
-                )
-                y = ys[0] if len(ys) == 1 else ys
-            else:
-                out_node, y = self.other(layer, node, args, kwargs, sole_consumer, done)
+            try:
+                out_node, y = self.node(layer, node, args, kwargs, sole_consumer, done,
+                                        consumer_across_models)
+            except QuantizationError:
+                raise
+            except Exception as exc:  # a bug or an unforeseen layer: name it, never leak
+                raise QuantizationError(
+                    f"quantize_model could not rewrite layer {getattr(layer, 'name', '?')!r} "
+                    f"({type(layer).__name__}): {type(exc).__name__}: {str(exc)[:300]}. Leave "
+                    f"it float with quantize_annotate_layer(layer, QuantizeConfig("
+                    f"leave_float=True)), or report this model to effkeras."
+                ) from exc
             ys = y if isinstance(y, list | tuple) else [y]
             for k, v in zip(out_node.outputs, ys, strict=True):
                 tensors[id(k)] = v
         return [tensors[id(t)] for t in graph.outputs]
+
+    def node(self, layer, node, args, kwargs, sole_consumer, done, consumer_across_models):
+        """Rewrite one node; returns (the last original node it covers, its output(s))."""
+        if isinstance(layer, LINEAR) and unsupported_reason(layer) is None:
+            out_node, y = self.linear(
+                layer, node, args, sole_consumer, done, consumer_across_models
+            )
+        elif isinstance(layer, keras.Model):
+            out_node = node
+            ys = self.run(
+                layer, _flat(args),
+                outer_consumer=lambda i, n=node: consumer_across_models(n.outputs[i]),
+            )
+            y = ys[0] if len(ys) == 1 else ys
+        else:
+            out_node, y = self.other(layer, node, args, kwargs, sole_consumer, done)
+        return out_node, y
 
     def linear(self, layer, node, args, sole_consumer, done, consumer_across_models):
         x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
@@ -265,7 +309,7 @@ class _Rewriter:
                 done.add(id(nxt))
                 self.report.fused[nxt.operation.name] = layer.name
         post = None
-        if act in FIXED:
+        if act not in ("linear", "relu", "relu6"):
             post, act = act, "linear"
         dynamic_bn = bn is not None and self.fold_batchnorm
         # A tensor consumed only by a CONCATENATION gets the concatenation's scale from
@@ -341,16 +385,77 @@ class _Rewriter:
             self.deferred.add(id(y))
         self.report.quantized.append(layer.name)
         if post is not None:
-            y = keras.layers.Activation(post, name=self.name(f"{layer.name}_{post}"))(y)
-            y = self.act_quant(y, f"{layer.name}_{post}_quant", fixed=post)
+            y = self.activation(y, post, layer.name)
         return out_node, y
 
+    # -- activations -------------------------------------------------------------------
+    def activation(self, x, kind: str, base: str):
+        """``kind`` applied to the int8 tensor ``x`` as TFLite's int8 ops compute it."""
+        x = self.ensure_quantized(x, f"{base}_input_quant")
+        if kind == "linear":
+            return x
+        if kind in FIXED:
+            y = L.Activation(kind, name=self.name(f"{base}_{kind}"))(x)
+            return self.act_quant(y, f"{base}_{kind}_quant", fixed=kind)
+        if kind in ("relu", "relu6"):
+            y = L.ReLU(6.0 if kind == "relu6" else None, name=self.name(f"{base}_{kind}"))(x)
+            return self.act_quant(y, f"{base}_{kind}_quant")
+        if kind == "leaky_relu":
+            y = L.LeakyReLU(name=self.name(f"{base}_leaky_relu"))(x)
+            return self.act_quant(y, f"{base}_leaky_relu_quant")
+        if kind in ("silu", "swish"):
+            s = L.Activation("sigmoid", name=self.name(f"{base}_sigmoid"))(x)
+            s = self.act_quant(s, f"{base}_sigmoid_quant", fixed="sigmoid")
+            y = L.Multiply(name=self.name(f"{base}_silu"))([x, s])
+            return self.act_quant(y, f"{base}_silu_quant")
+        if kind in ("hard_sigmoid", "hard_silu", "hard_swish"):
+            h = ConstantOperation("add", 3.0, name=self.name(f"{base}_plus3"))(x)
+            h = L.ReLU(6.0, name=self.name(f"{base}_relu6"))(h)
+            h = self.act_quant(h, f"{base}_plus3_quant")
+            h = ConstantOperation("multiply", 1.0 / 6.0, name=self.name(f"{base}_div6"))(h)
+            h = self.act_quant(h, f"{base}_hard_sigmoid_quant")
+            if kind == "hard_sigmoid":
+                return h
+            y = L.Multiply(name=self.name(f"{base}_hard_silu"))([x, h])
+            return self.act_quant(y, f"{base}_hard_silu_quant")
+        raise QuantizationError(f"internal: no int8 rewrite for activation {kind!r}")
+
+    def affine(self, x, scale, offset, base: str, relu: str | None = None):
+        """``x * scale + offset`` (per channel) as int8 MUL and ADD with constant operands."""
+        x = self.ensure_quantized(x, f"{base}_input_quant")
+        scale = np.asarray(scale, "float32").reshape(-1)
+        offset = np.asarray(offset, "float32").reshape(-1)
+        if scale.size and not np.all(scale == 1.0):
+            x = ConstantOperation("multiply", _squeeze(scale), name=self.name(f"{base}_mul"))(x)
+            if np.all(offset == 0.0) and relu:
+                x = L.ReLU(6.0 if relu == "relu6" else None, name=self.name(f"{base}_{relu}"))(x)
+                relu = None
+            x = self.act_quant(x, f"{base}_mul_quant")
+        if not np.all(offset == 0.0) or relu:
+            x = ConstantOperation("add", _squeeze(offset), name=self.name(f"{base}_add"))(x)
+            if relu:
+                x = L.ReLU(6.0 if relu == "relu6" else None, name=self.name(f"{base}_{relu}"))(x)
+            x = self.act_quant(x, f"{base}_add_quant")
+        return x
+
     def other(self, layer, node, args, kwargs, sole_consumer, done):
-        flat = _flat(args)
+        flat = [t for t in _flat(args) if _is_tensor(t)]
+        if not isinstance(layer, L.Layer):
+            return self.operation(layer, node, args, kwargs, sole_consumer, done)
         if isinstance(layer, L.GlobalAveragePooling2D) and layer.data_format == "channels_last":
             x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
             y = ql.QuantGlobalAveragePooling2D(
                 keepdims=bool(layer.keepdims), range_momentum=self.range_momentum,
+                name=self.name(layer.name),
+            )(x)
+            self.quantized[id(y)] = True
+            self.report.quantized.append(layer.name)
+            return node, y
+        if isinstance(layer, L.AveragePooling2D) and layer.data_format == "channels_last":
+            # TFLite's AVERAGE_POOL_2D keeps its input's scale and zero point.
+            x = self.ensure_quantized(args[0], f"{layer.name}_input_quant")
+            y = QuantAveragePooling2D(
+                layer.pool_size, strides=layer.strides, padding=layer.padding,
                 name=self.name(layer.name),
             )(x)
             self.quantized[id(y)] = True
@@ -361,12 +466,21 @@ class _Rewriter:
             self.quantized[id(y)] = all(self.quantized.get(id(t), False) for t in flat)
             self.report.quantized.append(layer.name)
             return node, y
+        affine = _affine_of(layer)
+        if affine is not None:
+            return self.affine_chain(layer, node, args, affine, sole_consumer, done)
+        if isinstance(layer, L.Activation):
+            kind = _act_name(layer.activation)
+            if kind in SUPPORTED_ACTIVATIONS and kind not in ("relu", "relu6", *FIXED):
+                y = self.activation(args[0], kind, layer.name)
+                self.report.quantized.append(layer.name)
+                return node, y
         fixed = fixed_kind(layer)
         relu = relu_kind(layer)
         if isinstance(layer, OWN_RANGE) or fixed or relu:
             qargs = _map_flat(
                 args,
-                lambda t: t if id(t) in self.deferred
+                lambda t: t if not _is_tensor(t) or id(t) in self.deferred
                 else self.ensure_quantized(t, f"{layer.name}_input_quant"),
             )
             y = self.clone(layer)(*qargs, **kwargs)
@@ -383,18 +497,154 @@ class _Rewriter:
             return out_node, y
         if isinstance(layer, LINEAR):
             reason = unsupported_reason(layer)
-        elif isinstance(layer, L.BatchNormalization):
-            reason = "a BatchNormalization that does not follow a Conv2D/Dense alone"
+        elif isinstance(layer, L.Activation):
+            reason = (
+                f"activation {_act_name(layer.activation)!r} has no int8 TFLite kernel that "
+                f"effkeras simulates (int8: {', '.join(SUPPORTED_ACTIVATIONS)})"
+            )
         else:
-            reason = f"no int8 simulation for {type(layer).__name__}"
+            reason = (
+                f"no int8 rule for {type(layer).__name__}; register one with "
+                f"effkeras.quantize.register_rule({type(layer).__name__}, ...) or wrap the "
+                f"layer in quantize_annotate_layer(layer, QuantizeConfig(...))"
+            )
+        return self.keep_float(layer, node, args, kwargs, reason)
+
+    def keep_float(self, layer, node, args, kwargs, reason: str):
         self.left_float(layer, reason)
-        new = self.clone(layer)
-        y = new(*args, **kwargs)
-        if layer.weights:
-            new.set_weights(layer.get_weights())
+        if isinstance(layer, L.Layer):
+            new = self.clone(layer)
+            y = new(*args, **kwargs)
+            if layer.weights:
+                new.set_weights(layer.get_weights())
+        else:
+            y = layer(*args, **kwargs)
         for t in _flat_out(y):
             self.quantized[id(t)] = False
         return node, y
+
+    def affine_chain(self, layer, node, args, affine, sole_consumer, done):
+        """Rescaling / Normalization / lone BatchNormalization (+ ReLU): MUL and ADD."""
+        scale, offset = affine
+        out_node = node
+        names = [layer.name]
+        while True:
+            nxt = sole_consumer(out_node.outputs[0])
+            more = _affine_of(nxt.operation) if nxt is not None else None
+            if more is None:
+                break
+            scale, offset = scale * more[0], offset * more[0] + more[1]
+            out_node = nxt
+            done.add(id(nxt))
+            self.report.fused[nxt.operation.name] = layer.name
+            names.append(nxt.operation.name)
+        relu = None
+        nxt = sole_consumer(out_node.outputs[0])
+        if nxt is not None and relu_kind(nxt.operation):
+            relu = relu_kind(nxt.operation)
+            out_node = nxt
+            done.add(id(nxt))
+            self.report.fused[nxt.operation.name] = layer.name
+        y = self.affine(args[0], scale, offset, layer.name, relu=relu)
+        self.report.quantized.append(layer.name)
+        return out_node, y
+
+    def operation(self, op, node, args, kwargs, sole_consumer, done):
+        """A keras.ops node of the functional graph (``x + 3.0``, ``ops.multiply``, ...)."""
+        kind = type(op).__name__
+        name = getattr(op, "name", None) or kind.lower()
+        tensors = [t for t in _flat(args) if _is_tensor(t)]
+        if kind in OP_DIVIDE and len(tensors) == 1 and _is_tensor(args[0]) and len(args) == 2 \
+                and not _is_tensor(args[1]):
+            const = np.asarray(args[1], "float32")
+            if const.ndim <= 1 and np.all(const != 0):
+                y = ConstantOperation("multiply", _squeeze(1.0 / const), name=self.name(name))(
+                    self.ensure_quantized(args[0], f"{name}_input_quant")
+                )
+                y = self.act_quant(y, f"{name}_quant")
+                self.report.quantized.append(name)
+                return node, y
+        if kind in OP_ELEMENTWISE or kind in OP_OWN:
+            qargs = _map_flat(
+                args,
+                lambda t: (t if id(t) in self.deferred
+                           else self.ensure_quantized(t, f"{name}_input_quant"))
+                if _is_tensor(t) else _converter_value(t),
+            )
+            y = op(*qargs, **kwargs)
+            out_node = node
+            if kind in ("Add", "Subtract", "Multiply"):
+                nxt = sole_consumer(node.outputs[0])
+                if nxt is not None and relu_kind(nxt.operation):
+                    y = self.clone(nxt.operation)(y)
+                    out_node = nxt
+                    done.add(id(nxt))
+                    self.report.fused[nxt.operation.name] = name
+            y = self.act_quant(y, f"{name}_quant")
+            self.report.quantized.append(name)
+            return out_node, y
+        if kind in OP_ACTIVATIONS and len(tensors) == 1 and not kwargs:
+            y = self.activation(tensors[0], OP_ACTIVATIONS[kind], name)
+            self.report.quantized.append(name)
+            return node, y
+        if kind in OP_SHARED:
+            y = op(*args, **kwargs)
+            for t in _flat_out(y):
+                self.quantized[id(t)] = all(self.quantized.get(id(u), False) for u in tensors)
+            self.report.quantized.append(name)
+            return node, y
+        return self.keep_float(
+            op, node, args, kwargs,
+            f"the keras.ops operation {kind} has no int8 rule in effkeras (int8 ops: "
+            f"{', '.join(OP_ELEMENTWISE + OP_DIVIDE + OP_OWN + OP_SHARED)} and the "
+            f"activations {', '.join(OP_ACTIVATIONS)})",
+        )
+
+
+def _squeeze(value: np.ndarray):
+    """A scalar for a one-element constant, else the per-channel list."""
+    value = np.asarray(value, "float32").reshape(-1)
+    return float(value[0]) if value.size == 1 else value.tolist()
+
+
+def _converter_value(value):
+    """A Python/numpy constant operand as the int8 file will hold it."""
+    from effkeras.quantize.elementwise import converter_constant
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(converter_constant(value))
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return converter_constant(value)
+    return value
+
+
+def _affine_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale, offset) per last-axis channel of a per-channel affine layer, else None.
+
+    Rescaling, a (non-inverted) Normalization over the last axis, and a BatchNormalization
+    over the last axis at inference (moving statistics; it no longer trains).
+    """
+    if layer is None:
+        return None
+    if isinstance(layer, L.Rescaling):
+        scale = np.asarray(layer.scale, "float32").reshape(-1)
+        offset = np.asarray(layer.offset, "float32").reshape(-1)
+        return scale, offset
+    if isinstance(layer, L.Normalization):
+        axis = layer.axis
+        if layer.invert or axis is None or tuple(axis) not in ((-1,), (len(layer.input.shape) - 1,)):
+            return None
+        mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), "float32").reshape(-1)
+        var = np.asarray(keras.ops.convert_to_numpy(layer.variance), "float32").reshape(-1)
+        std = np.maximum(np.sqrt(var), keras.backend.epsilon())
+        return 1.0 / std, -mean / std
+    if isinstance(layer, L.BatchNormalization) and _bn_foldable(layer, len(layer.input.shape)):
+        gamma = _numpy(layer.gamma) if layer.scale else 1.0
+        beta = _numpy(layer.beta) if layer.center else 0.0
+        factor = gamma / np.sqrt(_numpy(layer.moving_variance) + layer.epsilon)
+        offset = beta - _numpy(layer.moving_mean) * factor
+        return np.asarray(factor, "float32").reshape(-1), np.asarray(offset, "float32").reshape(-1)
+    return None
 
 
 def _flat(args) -> list:
