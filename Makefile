@@ -19,9 +19,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/effkeras demo --out $(OUT) --force
 
+# Two pytest workers, one test file each at a time (module fixtures stay in one process).
+PYTEST_WORKERS ?= 2
 test: venv
 	$(PY) -m ruff check effkeras tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(PY) -m ruff check effkeras tests benchmarks
