@@ -184,6 +184,24 @@ RECIPES: dict[str, Recipe] = {
                   "--models", "tflite_models/mcu", "--results", "{results}"),
             quick_args=("--smoke", "--results", "{results}"),
         ),
+        Recipe(
+            name="mlperf",
+            title="MLPerf Tiny on the emulated Cortex-M4: instructions, MACs a cycle, estimate vs published",
+            script="mlperf_tiny.py",
+            models=("the four MLPerf Tiny v0.5 models rebuilt from their published definitions "
+                    "(benchmarks/mlperf_models.py): DS-CNN KWS, MobileNetV1-0.25 VWW, ResNet-8 IC, FC autoencoder AD; "
+                    "int8, random weights",),
+            steps=("effkeras sketch for the emulated board, built with arm-none-eabi-g++ against Arduino_TensorFlowLite "
+                   "with its CMSIS-NN kernels and with TFLM's reference kernels (benchmarks/mlperf_firmware)",
+                   "each build run in qemu-system-arm mps2-an386 -icount shift=0, then a per-op profiled build",
+                   "refit of effkeras.bench.estimate's instructions per op class; comparison with the published latencies"),
+            measures="instructions per inference and per op (median), MACs per instruction and per cycle, the estimate "
+                     "at 120 MHz against MLPerf Tiny's TFLM v0.5 reference and X-CUBE-AI v1.2 latencies",
+            seeds="weights seed 0; instruction counts are deterministic (5 timed runs, 3 profiled, medians)",
+            results="benchmarks/results/mlperf.json",
+            args=("--results", "{results}"),
+            quick_args=("--quick", "--results", "{results}"),
+        ),
     )
 }
 
