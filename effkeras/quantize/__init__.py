@@ -37,6 +37,16 @@ import keras
 import numpy as np
 
 from effkeras.errors import QuantizationError
+from effkeras.quantize.config import (
+    RULE_KINDS,
+    QuantizeConfig,
+    quantize_annotate_layer,
+    quantize_annotate_model,
+    quantize_apply,
+    quantize_scope,
+    register_rule,
+)
+from effkeras.quantize.elementwise import ConstantOperation
 from effkeras.quantize.layers import (
     QUANT_LAYERS,
     QuantConv2D,
@@ -45,8 +55,10 @@ from effkeras.quantize.layers import (
     QuantGlobalAveragePooling2D,
     QuantizeActivation,
 )
+from effkeras.quantize.pooling import QuantAveragePooling2D
 from effkeras.quantize.quantizers import (
     FIXED_OUTPUT_RANGES,
+    WEIGHT_BITS,
     export_graph,
     quantize_activations,
     quantize_weights,
@@ -57,22 +69,33 @@ from effkeras.quantize.transform import QuantizationReport, rewrite
 
 __all__ = [
     "FIXED_OUTPUT_RANGES",
+    "RULE_KINDS",
+    "WEIGHT_BITS",
+    "ConstantOperation",
+    "QuantAveragePooling2D",
     "QuantConv2D",
     "QuantDense",
     "QuantDepthwiseConv2D",
     "QuantGlobalAveragePooling2D",
     "QuantizationReport",
     "QuantizeActivation",
+    "QuantizeConfig",
     "calibrate",
     "export_graph",
     "quantization_layers",
     "quantize_activations",
+    "quantize_annotate_layer",
+    "quantize_annotate_model",
+    "quantize_apply",
     "quantize_model",
+    "quantize_scope",
     "quantize_weights",
     "register",
+    "register_rule",
     "requantize",
     "report",
     "scale_and_zero_point",
+    "weight_bits",
 ]
 
 _REPORT_ATTR = "_effkeras_quantization_report"
@@ -85,7 +108,8 @@ def register() -> dict[str, type]:
     ``{registered name: class}`` mapping (usable as ``custom_objects``) and is a no-op
     otherwise.
     """
-    return {keras.saving.get_registered_name(cls): cls for cls in QUANT_LAYERS}
+    classes = (*QUANT_LAYERS, QuantAveragePooling2D, ConstantOperation)
+    return {keras.saving.get_registered_name(cls): cls for cls in classes}
 
 
 def quantization_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -103,6 +127,8 @@ def quantize_model(
     range_momentum: float = 0.99,
     batch_size: int = 32,
     per_channel: bool = True,
+    weight_bits: int = 8,
+    annotated_only: bool = False,
 ) -> keras.Model:
     """Rewrite ``model`` into its quantization-aware twin, keeping its trained weights.
 
@@ -148,9 +174,13 @@ def quantize_model(
         raise QuantizationError(
             f"per_channel must be True or False. Received: per_channel={per_channel!r}"
         )
+    if weight_bits not in WEIGHT_BITS or isinstance(weight_bits, bool):
+        raise QuantizationError(
+            f"weight_bits must be one of {WEIGHT_BITS}. Received: weight_bits={weight_bits!r}"
+        )
     qmodel, rep = rewrite(
         model, fold_batchnorm=fold_batchnorm, strict=bool(strict), range_momentum=range_momentum,
-        per_channel=per_channel,
+        per_channel=per_channel, weight_bits=weight_bits, annotated_only=bool(annotated_only),
     )
     setattr(qmodel, _REPORT_ATTR, rep)
     if calibration_data is not None:
@@ -192,7 +222,8 @@ def calibrate(
         ``model``, calibrated in place.
     """
     layers = [
-        layer for layer in quantization_layers(model) if getattr(layer, "_fixed_range", None) is None
+        layer for layer in quantization_layers(model)
+        if getattr(layer, "_fixed_range", None) is None and hasattr(layer, "range_seen")
     ]
     if not layers:
         raise QuantizationError(
@@ -215,6 +246,16 @@ def calibrate(
     if not seen:
         raise QuantizationError("calibrate() received no data: pass at least one batch.")
     return model
+
+
+def weight_bits(model: keras.Model) -> dict[str, int]:
+    """``{layer name: weight bits}`` of every quantized linear layer (attribute
+    ``layer.weight_bits`` of QuantConv2D/QuantDepthwiseConv2D/QuantDense: 8 or 4)."""
+    return {
+        layer.name: int(layer.weight_bits)
+        for layer in quantization_layers(model)
+        if hasattr(layer, "weight_bits")
+    }
 
 
 def report(model: keras.Model) -> QuantizationReport:

@@ -26,7 +26,13 @@ from typing import Any
 import keras
 from keras import ops
 
-from effkeras.quantize.quantizers import quantize_weights, requantize, round_half_away, weight_scale
+from effkeras.quantize.quantizers import (
+    WEIGHT_BITS,
+    quantize_weights,
+    requantize,
+    round_half_away,
+    weight_scale,
+)
 from effkeras.quantize.ranges import _check_momentum, _InputGridMixin, _RangeMixin
 
 #: The activations TFLite fuses into a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED.
@@ -57,9 +63,15 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         bias_initializer: Any = "zeros",
         quantize_output: bool = True,
         per_channel: bool = True,
+        weight_bits: int = 8,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if weight_bits not in WEIGHT_BITS or isinstance(weight_bits, bool):
+            raise ValueError(
+                f"weight_bits must be one of {WEIGHT_BITS}. Received: weight_bits={weight_bits!r}"
+            )
+        self.weight_bits = int(weight_bits)
         if not isinstance(per_channel, bool):
             raise ValueError(f"per_channel must be True or False. Received: per_channel={per_channel!r}")
         if activation == "linear":
@@ -104,11 +116,26 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         return -1 if self.per_channel else None
 
     def _quantize_kernel(self, kernel):
-        return quantize_weights(kernel, axis=self._weight_axis)
+        return quantize_weights(kernel, axis=self._weight_axis, num_bits=self.weight_bits)
 
     def _weight_scale(self, kernel):
         """The weight scale of each output channel (a scalar for per-tensor weights)."""
-        return weight_scale(kernel, axis=self._weight_axis)
+        return weight_scale(kernel, axis=self._weight_axis, num_bits=self.weight_bits)
+
+    def integer_weights(self) -> tuple[Any, Any]:
+        """(integer kernel, scale) as TFLite stores them: ``kernel = q * scale``.
+
+        ``q`` holds integers in [-127, 127] (``weight_bits=8``) or [-7, 7] (4), with one
+        scale per output channel (or one per kernel); the kernel is the folded one.
+        """
+        kernel, _, _ = self._folded()
+        scale = self._weight_scale(kernel)
+        q = self._quantize_kernel(kernel)
+        shape = q.shape
+        if hasattr(self, "depth_multiplier"):  # (kh, kw, cin, dm) -> TFLite's channel axis
+            q = ops.reshape(q, (shape[0], shape[1], 1, shape[2] * shape[3]))
+        q = ops.convert_to_numpy(q) / ops.convert_to_numpy(scale)
+        return ops.convert_to_numpy(ops.round(q)), ops.convert_to_numpy(scale)
 
     # -- Keras API -------------------------------------------------------------------
     def build(self, input_shape):
@@ -262,5 +289,6 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "quantize_output": self.quantize_output,
             "per_channel": self.per_channel,
+            "weight_bits": self.weight_bits,
         }
         return {**base_config, **config}

@@ -171,11 +171,15 @@ class QuantDepthwiseConv2D(_FoldedLayer):
     def _quantize_kernel(self, kernel):
         kh, kw, cin, dm = kernel.shape
         flat = ops.reshape(kernel, (kh, kw, 1, cin * dm))
-        return ops.reshape(quantize_weights(flat, axis=self._weight_axis), (kh, kw, cin, dm))
+        q = quantize_weights(flat, axis=self._weight_axis, num_bits=self.weight_bits)
+        return ops.reshape(q, (kh, kw, cin, dm))
 
     def _weight_scale(self, kernel):
         kh, kw, cin, dm = kernel.shape
-        return weight_scale(ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=self._weight_axis)
+        return weight_scale(
+            ops.reshape(kernel, (kh, kw, 1, cin * dm)), axis=self._weight_axis,
+            num_bits=self.weight_bits,
+        )
 
     def _linear(self, x, kernel):
         return ops.depthwise_conv(

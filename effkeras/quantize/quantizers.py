@@ -59,21 +59,30 @@ MIN_ACTIVATION_RANGE = 1e-5
 
 
 _EXPORTING = contextvars.ContextVar("effkeras_quantize_exporting", default=False)
+_INT4_EXPORT = contextvars.ContextVar("effkeras_quantize_int4_export", default=False)
 
 
 @contextlib.contextmanager
-def export_graph() -> Iterator[None]:
+def export_graph(int4_weights: bool = False) -> Iterator[None]:
     """Trace the quantization layers as the TFLite converter must see them.
 
     Inside this context the layers emit only ``FakeQuantWithMinMaxVars`` ops (whose ranges
     the converter reads) and skip the exact integer rounding they simulate at inference,
     which would otherwise appear as extra float ops. :func:`effkeras.convert.to_tflite`
     enters it while it exports a quantization-aware model.
+
+    Args:
+        int4_weights: emit 4-bit weights as 4-bit FakeQuant ops, which TensorFlow 2.21's
+            converter stores as INT4 tensors. By default they are emitted as 8-bit
+            FakeQuant ops whose range is 127 of their 4-bit steps, so the file is plain
+            int8 with each of those kernels holding integers in [-7, 7].
     """
     token = _EXPORTING.set(True)
+    token4 = _INT4_EXPORT.set(bool(int4_weights))
     try:
         yield
     finally:
+        _INT4_EXPORT.reset(token4)
         _EXPORTING.reset(token)
 
 
@@ -82,15 +91,27 @@ def exporting() -> bool:
     return _EXPORTING.get()
 
 
-def weight_scale(kernel, axis: int | None = -1):
-    """TFLite's symmetric weight scale ``max|kernel| / 127``, per channel along ``axis``."""
+#: Weight bit widths the QAT layers simulate: int8 ([-127, 127]) and int4 ([-7, 7]).
+WEIGHT_BITS = (8, 4)
+
+
+def weight_levels(num_bits: int = NUM_BITS) -> int:
+    """The largest integer of a narrow symmetric weight grid: 127 for int8, 7 for int4."""
+    if num_bits not in WEIGHT_BITS:
+        raise ValueError(f"num_bits must be one of {WEIGHT_BITS}. Received: num_bits={num_bits!r}")
+    return 2 ** (num_bits - 1) - 1
+
+
+def weight_scale(kernel, axis: int | None = -1, num_bits: int = NUM_BITS):
+    """TFLite's symmetric weight scale ``max|kernel| / 127`` (``/ 7`` for int4), per
+    channel along ``axis``."""
     if axis is None:
         reduce_axes = tuple(range(len(kernel.shape)))
     else:
         axis = axis % len(kernel.shape)
         reduce_axes = tuple(i for i in range(len(kernel.shape)) if i != axis)
     max_abs = ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes))
-    return ops.maximum(max_abs, MIN_RANGE) / 127.0
+    return ops.maximum(max_abs, MIN_RANGE) / float(weight_levels(num_bits))
 
 
 def activation_grid(range_min, range_max):
@@ -137,8 +158,10 @@ def requantize(steps, multiplier):
     return round_half_away(first / p)
 
 
-def quantize_weights(kernel, axis: int | None = -1):
-    """Fake-quantize ``kernel``: symmetric, narrow range [-127, 127], int8.
+def quantize_weights(kernel, axis: int | None = -1, num_bits: int = NUM_BITS):
+    """Fake-quantize ``kernel``: symmetric, narrow range [-127, 127] (int8) or [-7, 7]
+    (``num_bits=4``, TFLite's int4 weight scheme: each value is an integer in [-7, 7]
+    times its channel's scale ``max|w| / 7``).
 
     With ``axis``, one scale per channel along it, ``scale_c = max|kernel[..., c]| / 127``
     (Conv2D, DepthwiseConv2D); with ``axis=None`` one scale for the whole kernel. The zero
@@ -152,8 +175,21 @@ def quantize_weights(kernel, axis: int | None = -1):
         reduce_axes = tuple(i for i in range(len(kernel.shape)) if i != axis)
     max_abs = ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes))
     max_abs = ops.maximum(max_abs, MIN_RANGE)
+    levels = weight_levels(num_bits)  # checks num_bits
+    if levels < 127 and exporting() and not _INT4_EXPORT.get():
+        # int8 file: the kernel rounded to its 4-bit grid, stored on an int8 grid with the
+        # same step (range 127 steps), so the int8 values are the 4-bit integers.
+        shape = [1] * len(kernel.shape)
+        if axis is not None:
+            shape[axis] = kernel.shape[axis]
+        step = ops.reshape(max_abs / float(levels), shape) if axis is not None else max_abs / levels
+        rounded = ops.clip(ops.floor(kernel / step + 0.5), -levels, levels) * step
+        wide = max_abs * (127.0 / levels)
+        return keras.quantizers.fake_quant_with_min_max_vars(
+            rounded, -wide, wide, num_bits=NUM_BITS, narrow_range=True, axis=axis
+        )
     return keras.quantizers.fake_quant_with_min_max_vars(
-        kernel, -max_abs, max_abs, num_bits=NUM_BITS, narrow_range=True, axis=axis
+        kernel, -max_abs, max_abs, num_bits=num_bits, narrow_range=True, axis=axis
     )
 
 

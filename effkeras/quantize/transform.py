@@ -28,6 +28,7 @@ import numpy as np
 
 from effkeras.errors import QuantizationError
 from effkeras.quantize import layers as ql
+from effkeras.quantize.config import annotation, registered_rule
 from effkeras.quantize.elementwise import ConstantOperation
 from effkeras.quantize.pooling import QuantAveragePooling2D
 
@@ -163,9 +164,14 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 class _Rewriter:
-    def __init__(self, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True):
+    def __init__(
+        self, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True,
+        weight_bits: int = 8, annotated_only: bool = False,
+    ):
         self.fold_batchnorm = fold_batchnorm
         self.per_channel = per_channel
+        self.weight_bits = weight_bits
+        self.annotated_only = annotated_only
         self.strict = strict
         self.range_momentum = range_momentum
         self.report = QuantizationReport()
@@ -275,6 +281,17 @@ class _Rewriter:
 
     def node(self, layer, node, args, kwargs, sole_consumer, done, consumer_across_models):
         """Rewrite one node; returns (the last original node it covers, its output(s))."""
+        config = annotation(layer)
+        if config is not None and config.leave_float:
+            return self.keep_float(layer, node, args, kwargs, "annotated leave_float=True",
+                                   warn=False)
+        if (self.annotated_only and config is None and isinstance(layer, L.Layer)
+                and not isinstance(layer, (keras.Model, *SHARED_SCALE))):
+            return self.keep_float(layer, node, args, kwargs, "not annotated (quantize_apply)",
+                                   warn=False)
+        if registered_rule(layer) == "float":
+            return self.keep_float(layer, node, args, kwargs, "registered rule 'float'",
+                                   warn=False)
         if isinstance(layer, LINEAR) and unsupported_reason(layer) is None:
             out_node, y = self.linear(
                 layer, node, args, sole_consumer, done, consumer_across_models
@@ -316,12 +333,19 @@ class _Rewriter:
         # the converter (no requantization): leave its quantization to the Concatenate.
         user = consumer_across_models(out_node.outputs[0])
         to_concat = post is None and user is not None and isinstance(user.operation, L.Concatenate)
+        config = annotation(layer)
+        per_channel = self.per_channel
+        weight_bits = self.weight_bits
+        if config is not None:
+            per_channel = per_channel if config.per_channel is None else config.per_channel
+            weight_bits = weight_bits if config.weight_bits is None else config.weight_bits
         common = {
             "activation": None if act == "linear" else act,
             "batch_norm": dynamic_bn,
             "range_momentum": self.range_momentum,
             "quantize_output": not to_concat,
-            "per_channel": self.per_channel,
+            "per_channel": per_channel,
+            "weight_bits": weight_bits,
         }
         if dynamic_bn:
             common.update(
@@ -332,8 +356,8 @@ class _Rewriter:
             dw = ql.QuantDepthwiseConv2D(
                 layer.kernel_size, strides=layer.strides, padding=layer.padding,
                 depth_multiplier=layer.depth_multiplier, dilation_rate=layer.dilation_rate,
-                use_bias=False, range_momentum=self.range_momentum, per_channel=self.per_channel,
-                name=self.name(f"{layer.name}_depthwise"),
+                use_bias=False, range_momentum=self.range_momentum, per_channel=per_channel,
+                weight_bits=weight_bits, name=self.name(f"{layer.name}_depthwise"),
             )
             x = dw(x)
             dw.kernel.assign(layer.depthwise_kernel)
@@ -461,7 +485,8 @@ class _Rewriter:
             self.quantized[id(y)] = True
             self.report.quantized.append(layer.name)
             return node, y
-        if isinstance(layer, SHARED_SCALE):
+        rule = registered_rule(layer)
+        if isinstance(layer, SHARED_SCALE) or rule == "shared_scale":
             y = self.clone(layer)(*args, **kwargs)
             self.quantized[id(y)] = all(self.quantized.get(id(t), False) for t in flat)
             self.report.quantized.append(layer.name)
@@ -475,9 +500,9 @@ class _Rewriter:
                 y = self.activation(args[0], kind, layer.name)
                 self.report.quantized.append(layer.name)
                 return node, y
-        fixed = fixed_kind(layer)
+        fixed = fixed_kind(layer) or (rule if rule in FIXED else None)
         relu = relu_kind(layer)
-        if isinstance(layer, OWN_RANGE) or fixed or relu:
+        if isinstance(layer, OWN_RANGE) or fixed or relu or rule == "output_range":
             qargs = _map_flat(
                 args,
                 lambda t: t if not _is_tensor(t) or id(t) in self.deferred
@@ -510,8 +535,11 @@ class _Rewriter:
             )
         return self.keep_float(layer, node, args, kwargs, reason)
 
-    def keep_float(self, layer, node, args, kwargs, reason: str):
-        self.left_float(layer, reason)
+    def keep_float(self, layer, node, args, kwargs, reason: str, warn: bool = True):
+        if warn:
+            self.left_float(layer, reason)
+        else:
+            self.report.float_layers[layer.name] = reason
         if isinstance(layer, L.Layer):
             new = self.clone(layer)
             y = new(*args, **kwargs)
@@ -678,7 +706,8 @@ def _fold_static(new, kernel, bias, bn):
 
 
 def rewrite(
-    model, *, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True
+    model, *, fold_batchnorm: bool, strict: bool, range_momentum: float, per_channel: bool = True,
+    weight_bits: int = 8, annotated_only: bool = False,
 ) -> tuple[keras.Model, QuantizationReport]:
     """The quantization-aware twin of ``model`` and what was done to each layer."""
     if not isinstance(model, keras.Model):
@@ -699,7 +728,9 @@ def rewrite(
             f"Model {model.name!r} is not built: give it an Input layer "
             f"(keras.Input(shape=...)) before quantizing."
         )
-    rewriter = _Rewriter(fold_batchnorm, strict, range_momentum, per_channel)
+    rewriter = _Rewriter(
+        fold_batchnorm, strict, range_momentum, per_channel, weight_bits, annotated_only
+    )
     graph_inputs = model.inputs
     inputs = []
     for t in graph_inputs:
