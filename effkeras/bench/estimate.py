@@ -172,38 +172,38 @@ MLPERF_TINY_QEMU: dict[str, dict[str, dict[str, float]]] = {
             "other": 0, "total": 9_916_000,
         },
         "vww_mobilenet_v1_025": {
-            "conv": 4_013_800, "pointwise": 18_330_760, "depthwise": 8_661_520,
-            "fully_connected": 2_000, "elementwise": 0, "pooling": 33_920, "softmax": 1_200,
-            "other": 0, "total": 31_044_000,
+            "conv": 4_013_840, "pointwise": 18_330_840, "depthwise": 8_661_400,
+            "fully_connected": 2_000, "elementwise": 0, "pooling": 33_920, "softmax": 1_240,
+            "other": 0, "total": 31_043_000,
         },
         "ic_resnet8": {
-            "conv": 39_554_080, "pointwise": 1_384_760, "depthwise": 0, "fully_connected": 2_720,
-            "elementwise": 2_346_360, "pooling": 55_800, "softmax": 4_800, "other": 0,
+            "conv": 39_554_040, "pointwise": 1_384_760, "depthwise": 0, "fully_connected": 2_760,
+            "elementwise": 2_346_400, "pooling": 55_760, "softmax": 4_800, "other": 0,
             "total": 43_349_000,
         },
         "ad_autoencoder": {
-            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 844_640,
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 844_560,
             "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 845_000,
         },
     },
     "reference": {
         "kws_ds_cnn": {
-            "conv": 20_944_440, "pointwise": 94_387_920, "depthwise": 19_228_600,
+            "conv": 20_944_440, "pointwise": 94_387_920, "depthwise": 19_228_560,
             "fully_connected": 12_760, "elementwise": 0, "pooling": 206_600, "softmax": 14_360,
             "other": 0, "total": 134_795_000,
         },
         "vww_mobilenet_v1_025": {
-            "conv": 28_098_520, "pointwise": 289_179_000, "depthwise": 55_170_560,
+            "conv": 28_098_520, "pointwise": 289_178_960, "depthwise": 55_170_520,
             "fully_connected": 8_240, "elementwise": 0, "pooling": 76_320, "softmax": 2_800,
             "other": 0, "total": 372_536_000,
         },
         "ic_resnet8": {
-            "conv": 523_399_400, "pointwise": 13_178_320, "depthwise": 0,
-            "fully_connected": 10_720, "elementwise": 4_106_440, "pooling": 102_200,
-            "softmax": 12_000, "other": 0, "total": 540_809_000,
+            "conv": 523_399_360, "pointwise": 13_178_360, "depthwise": 0,
+            "fully_connected": 10_680, "elementwise": 4_106_440, "pooling": 102_200,
+            "softmax": 12_040, "other": 0, "total": 540_809_000,
         },
         "ad_autoencoder": {
-            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 3_798_040,
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 3_797_920,
             "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 3_798_000,
         },
     },
@@ -212,12 +212,12 @@ MLPERF_TINY_QEMU: dict[str, dict[str, dict[str, float]]] = {
 #: Instructions per unit of work (fitted by :func:`fit_instructions` on the counts above).
 INSTRUCTIONS_PER_UNIT: dict[str, dict[str, float]] = {
     "cmsis_nn": {
-        "conv": 3.4547, "pointwise": 2.9359, "depthwise": 10.7452, "fully_connected": 3.2038,
-        "elementwise": 81.8345, "pooling": 13.7333, "softmax": 493.3333,
+        "conv": 3.4547, "pointwise": 2.9359, "depthwise": 10.7451, "fully_connected": 3.2036,
+        "elementwise": 81.8359, "pooling": 13.7306, "softmax": 495.0,
     },
     "reference": {
-        "conv": 43.8434, "pointwise": 46.6578, "depthwise": 68.4863, "fully_connected": 14.3915,
-        "elementwise": 143.2213, "pooling": 26.7444, "softmax": 1215.0,
+        "conv": 43.8434, "pointwise": 46.6578, "depthwise": 68.4863, "fully_connected": 14.3909,
+        "elementwise": 143.2213, "pooling": 26.7444, "softmax": 1216.6667,
     },
 }
 
