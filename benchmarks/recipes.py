@@ -197,7 +197,8 @@ RECIPES: dict[str, Recipe] = {
                    "refit of effkeras.bench.estimate's instructions per op class; comparison with the published latencies"),
             measures="instructions per inference and per op (median), MACs per instruction and per cycle, the estimate "
                      "at 120 MHz against MLPerf Tiny's TFLM v0.5 reference and X-CUBE-AI v1.2 latencies",
-            seeds="weights seed 0; instruction counts are deterministic (5 timed runs, 3 profiled, medians)",
+            seeds="weights seed 0; medians of 5 timed and 3 profiled runs, which repeat between runs within a timer tick "
+                  "(1,000 instructions an inference, 40 an op)",
             results="benchmarks/results/mlperf.json",
             args=("--results", "{results}"),
             quick_args=("--quick", "--results", "{results}"),
