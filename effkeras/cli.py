@@ -245,6 +245,10 @@ def cmd_sketch(args) -> int:
         if hasattr(info, k):
             print(f"  {k}: {getattr(info, k)}")
     print(f"  model: the input's {info.model_bytes} bytes unchanged (sha256 {info.sha256[:16]}...)")
+    from effkeras.runtime.tflm_ops import arduino_library_problems
+
+    for problem in arduino_library_problems(model):
+        print(f"effkeras: warning: {problem} (README.md says so too).", file=sys.stderr)
     return 0
 
 

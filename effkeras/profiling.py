@@ -151,6 +151,7 @@ class ProfileReport:
     target_arena_bytes: int | None = None
     target: dict[str, Any] | None = None
     tflm_needs: dict[str, Any] | None = None
+    arduino_library_problems: list[str] = field(default_factory=list)
 
     @property
     def arena_source(self) -> str:
@@ -189,6 +190,7 @@ class ProfileReport:
             "target_arena_bytes": self.target_arena_bytes,
             "target": dict(self.target) if self.target else None,
             "tflm_needs": dict(self.tflm_needs) if self.tflm_needs else None,
+            "arduino_library_problems": list(self.arduino_library_problems),
             "tflm_unsupported_ops": list(self.tflm_unsupported_ops),
             "inputs": [dict(s) for s in self.inputs],
             "outputs": [dict(s) for s in self.outputs],
@@ -333,6 +335,8 @@ class ProfileReport:
             lines.append(f"Needs: {self.tflm_needs['needs']}"
                          + ("" if self.tflm_needs.get("arduino_2023") else
                             " (not the 2023 Arduino_TensorFlowLite library)"))
+        for problem in self.arduino_library_problems:
+            lines.append(f"Warning: {problem}.")
         for entry in self.boards:
             lines.append(_fit_text(entry))
         return "\n".join(lines)
@@ -529,6 +533,7 @@ def profile(
 
     from effkeras.convert.compress import tflm_requirements
     from effkeras.runtime.tflm import arena_with_margin
+    from effkeras.runtime.tflm_ops import arduino_library_problems
 
     margin = arena_with_margin(arena_host) if arena_host is not None else None
     fit_arena = margin
@@ -572,4 +577,5 @@ def profile(
         target_arena_bytes=target_arena,
         target=target,
         tflm_needs=tflm_requirements(tm).to_dict(),
+        arduino_library_problems=arduino_library_problems(tm),
     )

@@ -38,6 +38,7 @@ REPORT_KEYS = {
     "target_arena_bytes",
     "target",
     "tflm_needs",
+    "arduino_library_problems",
     "tflm_unsupported_ops",
     "inputs",
     "outputs",

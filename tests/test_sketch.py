@@ -588,3 +588,40 @@ def test_deploy_half_imports_without_tensorflow():
         "assert 'keras' not in sys.modules, 'keras was imported'\n"
     )
     _run([sys.executable, "-c", code], text=True)
+
+
+def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys):
+    """The 2023 Arduino library's FULLY_CONNECTED uses the first channel's scale for all:
+    profile, the sketch's README and the CLI say so for a per-channel dense filter."""
+    from pathlib import Path
+
+    from effkeras import profile
+    from effkeras.cli import main
+    from effkeras.runtime.tflm_ops import arduino_library_problems
+
+    digits = Path(__file__).resolve().parents[1] / "tflite_models" / "digits_cnn_int8.tflite"
+    problems = arduino_library_problems(str(digits))
+    assert len(problems) == 1 and "FULLY_CONNECTED op 4 has per-channel" in problems[0]
+    assert arduino_library_problems(per_tensor_dense_tflite()) == []
+    assert profile(str(digits), board="nano33ble").to_dict()["arduino_library_problems"] == problems
+    assert main(["sketch", str(digits), "--out", str(tmp_path / "sk")]) == 0
+    assert "per-channel weight scales" in capsys.readouterr().err
+    assert "**Warning**: FULLY_CONNECTED" in (tmp_path / "sk" / "README.md").read_text()
+
+
+def per_tensor_dense_tflite() -> bytes:
+    """A converted Dense layer with one weight scale (TF's per-tensor dense option)."""
+    import tempfile
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([np.full((1, 4), i, np.float32)] for i in range(4))
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+        return conv.convert()

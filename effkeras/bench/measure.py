@@ -197,6 +197,7 @@ def _run_qemu(models, target: QemuTarget, runs, warmup, threads, timeout, option
             f"{run.within_1lsb:.1%} of elements within 1 LSB (max difference "
             f"{run.max_abs_diff:g}), argmax agreement {run.argmax_agreement:.0%}."
         )
+    r.notes += [f"{p}." for p in run.library_problems]
     if options.get("texts") is not None:
         from effkeras.bench.qemu_text import run_qemu_text
 

@@ -107,6 +107,7 @@ class QemuRun:
     expected_argmax: int | None = None
     log: list[str] = field(default_factory=list)
     reference_kernels: str = "reference"
+    library_problems: list[str] = field(default_factory=list)
 
     @property
     def arena_bytes(self) -> int:
@@ -139,6 +140,7 @@ class QemuRun:
             "max_abs_diff": self.max_abs_diff,
             "argmax_agreement": self.argmax_agreement,
             "reference_kernels": self.reference_kernels,
+            "library_problems": list(self.library_problems),
             "fixed_input_argmax": self.argmax,
             "expected_argmax": self.expected_argmax,
         }
@@ -295,6 +297,7 @@ def run_qemu(
     from effkeras.bench.serial_board import run_serial
     from effkeras.deploy.arduino import arduino_sketch
     from effkeras.runtime.litert import LiteRTRunner, lacks_kernel
+    from effkeras.runtime.tflm_ops import arduino_library_problems
 
     model = read_tflite(tflite)
     sketch_b = sketch_board(board)
@@ -348,6 +351,7 @@ def run_qemu(
         within_1lsb=within, max_abs_diff=max_diff, argmax_agreement=agree,
         argmax=out["argmax"], expected_argmax=out["expected_argmax"], log=out["log"],
         reference_kernels=reference_kernels,
+        library_problems=arduino_library_problems(model),
     )
 
 

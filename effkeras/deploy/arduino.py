@@ -592,6 +592,7 @@ def _readme(
 ) -> str:
     from effkeras import __version__
     from effkeras.runtime.tflm import ARENA_MARGIN, ARENA_MARGIN_BYTES, arena_with_margin
+    from effkeras.runtime.tflm_ops import arduino_library_problems
 
     fqbn = board.fqbn or "<vendor:arch:board>"
     core_package = ":".join(fqbn.split(":")[:2]) if board.fqbn else "<vendor:arch>"
@@ -602,6 +603,8 @@ def _readme(
             f"This model uses {', '.join(recent)}, registered only by recent TFLM: if the "
             f"sketch fails to compile with 'has no member named Add...', update the library."
         )
+    for problem in arduino_library_problems(model):
+        notes.append(f"**Warning**: {problem}.")
     if "FLOAT32" in (inp.dtype, out.dtype):
         notes.append(
             "The model has float32 input or output: it runs, but a full-integer model with "

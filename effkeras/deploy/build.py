@@ -626,7 +626,13 @@ def build_sketch(
     key_material = json.dumps({"lib": _library_hash(src), "cxx": _compiler_id(cxx),
                                "cc": _compiler_id(cc), "flags": base,
                                "cxxflags": list(_CXX_FLAGS), "includes": [
-                                   i.replace(str(src), "<src>") for i in includes]},
+                                   i.replace(str(src), "<src>").replace(str(firmware),
+                                                                        "<firmware>")
+                                   for i in includes],
+                               # the firmware headers a library source may include
+                               "firmware_headers": hashlib.sha256(b"".join(
+                                   p.name.encode() + b"\0" + p.read_bytes()
+                                   for p in sorted(firmware.glob("*.h")))).hexdigest()},
                               sort_keys=True)
     key = hashlib.sha256(key_material.encode()).hexdigest()[:20]
     cache = cache_root() / "tflm" / key

@@ -193,6 +193,38 @@ def unsupported_hint(ops: Any) -> str:
     return "".join(f" {h}." for h in hints)
 
 
+def arduino_library_problems(model: Any) -> list[str]:
+    """What the 2023 Arduino_TensorFlowLite library (2.4.0-ALPHA) computes wrongly for a model.
+
+    Its FULLY_CONNECTED kernels (plain and CMSIS-NN) take one output multiplier from the
+    filter's first scale: a filter quantized per output channel (TF 2.16+ converts Dense
+    layers so) runs with channel 0's scale on every channel, so the outputs differ from
+    LiteRT's and from newer TFLM's (the tflite-micro package on the host is newer and right).
+
+    Returns:
+        One sentence per problem (empty: none known).
+    """
+    from effkeras.convert.flatbuffer import read_tflite
+
+    m = read_tflite(model)
+    bad = []
+    for i, op in enumerate(m.ops):
+        if op.name != "FULLY_CONNECTED" or len(op.inputs) < 2 or op.inputs[1] < 0:
+            continue
+        q = m.tensors[op.inputs[1]].quantization
+        if q is not None and len(q.scales) > 1 and len(set(float(x) for x in q.scales)) > 1:
+            bad.append(i)
+    if not bad:
+        return []
+    return [
+        f"FULLY_CONNECTED op{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} "
+        f"{'have' if len(bad) > 1 else 'has'} per-channel weight scales, which the 2023 "
+        f"Arduino_TensorFlowLite library (2.4.0-ALPHA) ignores (it uses the first channel's "
+        f"scale for all): on a board built with it these outputs are wrong. Convert the "
+        f"Dense layers per tensor, or build against a TFLM newer than 2023-02"
+    ]
+
+
 def tflm_unsupported_ops(model: Any) -> list[str]:
     """Operators of a model that TFLM cannot run, sorted and without repeats.
 
