@@ -10,6 +10,11 @@ a file, and only a TFLM with the DECODE kernel.
 The decoded weights live in the tensor arena for the one operator that reads them, so
 compression trades flash for RAM: measure the arena (``effkeras.profile``) after it.
 
+:func:`cluster_filters` does the clustering after the fact, on any int8 file: each output
+channel's int8 values are replaced by ``k`` shared int8 values (optimal 1-D k-means of that
+channel's values), so :func:`compress_tflite` then stores ``log2(k)``-bit indices. Scales
+and biases are unchanged; it is lossy, and without fine-tuning.
+
 :func:`tflm_requirements` reads any file and says what it needs of TFLM (DECODE, the
 older metadata-based compression, int4 weights) and whether the 2023 Arduino library runs
 it; :func:`check_tflm_library` raises a clear error instead of producing a sketch that
@@ -25,6 +30,7 @@ import contextlib
 import io
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +134,104 @@ def compression_plan(
         plan.append(CompressedTensor(index, t.name, op.name, axis, unique, bits, t.nbytes,
                                      after, not reason, reason))
     return plan
+
+
+def _kmeans_1d(values: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """Optimal k-means of sorted distinct ``values`` weighted by ``counts``: the segment
+    (0..k-1) of each value, by dynamic programming over contiguous segments."""
+    n = values.size
+    c = np.concatenate([[0.0], np.cumsum(counts)])
+    s1 = np.concatenate([[0.0], np.cumsum(counts * values)])
+    s2 = np.concatenate([[0.0], np.cumsum(counts * values * values)])
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = c[j] - c[i]
+        cost = np.where(j > i, s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / np.where(w > 0, w, 1), np.inf)
+    best = cost[0].copy()  # best[j]: first j values in one segment
+    choice = []
+    for _ in range(1, k):
+        total = best[:, None] + cost  # [i, j]: the first i values in m-1 segments, then [i, j)
+        arg = np.argmin(total, axis=0)
+        choice.append(arg)
+        best = total[arg, np.arange(n + 1)]
+    labels = np.empty(n, np.int64)
+    end = n
+    for m in range(k - 1, -1, -1):
+        start = int(choice[m - 1][end]) if m > 0 else 0
+        labels[start:end] = m
+        end = start
+    return labels
+
+
+def _cluster_slice(q: np.ndarray, k: int) -> np.ndarray:
+    """``q`` (int8 values) with at most ``k`` distinct values, each the rounded mean of its cluster."""
+    values, inverse, counts = np.unique(q, return_inverse=True, return_counts=True)
+    if values.size <= k:
+        return q
+    v, cnt = values.astype(np.float64), counts.astype(np.float64)
+    labels = _kmeans_1d(v, cnt, k)
+    centers = np.zeros(k)
+    np.add.at(centers, labels, v * cnt)
+    sizes = np.bincount(labels, weights=cnt, minlength=k)
+    centers = np.clip(np.round(centers / np.where(sizes > 0, sizes, 1)), -127, 127)
+    return centers[labels][inverse.ravel()].reshape(q.shape).astype(np.int8)
+
+
+def cluster_filters(tflite: bytes | bytearray, k: int, *, keep: Iterable[int | str] = ()) -> bytes:
+    """Share ``k`` int8 values in each output channel of each filter (post-training clustering).
+
+    The int8 filter of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED is clustered
+    along its quantized dimension (a per-tensor filter as a whole): the channel's values
+    are split into ``k`` groups by exact 1-D k-means (least squared error, which is the
+    real weights' error, the channel's scale being one number), and each value replaced by
+    its group's mean rounded to an integer. Scales, zero points, biases and every other
+    tensor are unchanged, so the file runs anywhere the int8 one does, and
+    :func:`compress_tflite` then stores ``ceil(log2(k))``-bit indices.
+
+    Args:
+        tflite: an int8 .tflite flatbuffer.
+        k: values a channel, 2 to ``2**MAX_INDEX_BITS`` (128).
+        keep: operators to leave as they are: operator indices (negative: from the last
+            such operator) or filter tensor names.
+
+    Returns:
+        The clustered int8 flatbuffer (same size: it is the compression that shrinks it).
+
+    Raises:
+        ConversionError: a bad ``k`` or ``keep``, or no int8 filter to cluster.
+    """
+    from effkeras.convert.flatbuffer import schema
+    from effkeras.convert.int4 import _int4_filter_ops, _pack, resolve_filter_ops
+
+    if not isinstance(tflite, bytes | bytearray):
+        raise ConversionError(f"cluster_filters takes the .tflite bytes. Received: {type(tflite).__name__}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 2 <= k <= 2**MAX_INDEX_BITS:
+        raise ConversionError(
+            f"k (values a channel) must be an integer from 2 to {2**MAX_INDEX_BITS} "
+            f"(TFLM's LUT decoder takes indices of 1 to {MAX_INDEX_BITS} bits). Received: k={k!r}")
+    k = int(k)
+    parsed = read_tflite(bytes(tflite))
+    skip = resolve_filter_ops(parsed, keep, "keep")
+    targets = sorted({f for i, f in _int4_filter_ops(parsed) if i not in skip
+                      and parsed.tensors[f].dtype == "INT8" and parsed.tensors[f].is_constant})
+    if not targets:
+        raise ConversionError("cluster_filters found no int8 filter of CONV_2D, DEPTHWISE_CONV_2D "
+                              "or FULLY_CONNECTED to cluster (all kept, absent, or not int8).")
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    if any(b.offset for b in model.buffers or []):
+        raise ConversionError("cluster_filters does not rewrite models whose weights are stored "
+                              "after the flatbuffer (buffer offsets; models over 2 GB).")
+    for f in targets:
+        t = parsed.tensors[f]
+        q = parsed.tensor_data(t)
+        axis = int(t.quantization.axis) if t.quantization is not None and t.quantization.per_channel else None
+        if axis is None:
+            out = _cluster_slice(q, k)
+        else:
+            moved = np.moveaxis(q, axis, 0)
+            out = np.moveaxis(np.stack([_cluster_slice(row, k) for row in moved]), 0, axis)
+        model.buffers[t.buffer].data = np.frombuffer(np.ascontiguousarray(out, np.int8).tobytes(), np.uint8)
+    return _pack(model, len(tflite))
 
 
 def compress_tflite(tflite: bytes | bytearray, *, max_index_bits: int = MAX_INDEX_BITS) -> bytes:
