@@ -240,3 +240,105 @@ def test_int4_on_the_emulated_board_with_the_2023_library(files):
     assert run.argmax_agreement == 1.0
     # LiteRT's reference resolver has no DEPTHWISE_CONV_2D v7: run_qemu compares with builtin.
     assert run.summary()["reference_kernels"] == "builtin"
+
+
+# ---- requantize_int4: lossy post-training int4 of any int8 file ----------------------------
+
+from effkeras.convert.int4 import requantize_int4  # noqa: E402
+
+
+def _bias(model, op):
+    return model.tensors[op.inputs[2]]
+
+
+def test_requantize_on_a_4_bit_grid_is_exact(files):
+    """Weights already on a 4-bit grid reaching +-7: same values, scales, biases and outputs."""
+    _, int8, _, mine = files
+    requant = requantize_int4(int8)
+    a, b = read_tflite(requant), read_tflite(mine)
+    for fa, fb in zip(_filters(a), _filters(b), strict=True):
+        assert fa.dtype == "INT4"
+        np.testing.assert_array_equal(tensor_values(a, fa), tensor_values(b, fb))
+        np.testing.assert_array_equal(fa.quantization.scales, fb.quantization.scales)
+    for oa, ob in zip(a.ops, b.ops, strict=True):
+        if oa.name in INT4_OP_VERSIONS:
+            np.testing.assert_array_equal(a.tensor_data(_bias(a, oa)), b.tensor_data(_bias(b, ob)))
+    x = np.random.default_rng(2).uniform(0, 1, (16, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(LiteRTRunner(requant, kernels="builtin").predict(x),
+                                  LiteRTRunner(int8, kernels="builtin").predict(x))
+
+
+def _scaled_filters(int8: bytes, factor: int = 9) -> bytes:
+    """``int8`` with every filter's and bias's integers times ``factor`` and their scales over
+    ``factor``: the same real weights, now spread over [-63, 63], outside int4."""
+    from effkeras.convert.int4 import _pack
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(int8), 0)
+    parsed = read_tflite(int8)
+    for op in parsed.ops:
+        if op.name not in INT4_OP_VERSIONS:
+            continue
+        for i, dtype in ((op.inputs[1], np.int8), (op.inputs[2], np.int32)):
+            st = model.subgraphs[0].tensors[i]
+            values = (parsed.tensor_data(i).astype(np.int64) * factor).astype(dtype)
+            model.buffers[st.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+            st.quantization.scale = [s / factor for s in st.quantization.scale]
+    return _pack(model, len(int8))
+
+
+def test_requantize_rescales_filters_and_biases_consistently(files):
+    """Off the grid: q4 in [-7, 7], bias scale = input scale x new filter scale, bias real value kept."""
+    _, int8, _, _ = files
+    spread = _scaled_filters(int8)
+    with pytest.raises(ConversionError, match="outside"):
+        to_int4(spread)
+    before, after = read_tflite(spread), read_tflite(requantize_int4(spread))
+    for o8, o4 in zip(before.ops, after.ops, strict=True):
+        if o8.name not in INT4_OP_VERSIONS:
+            continue
+        f8, f4 = before.tensors[o8.inputs[1]], after.tensors[o4.inputs[1]]
+        q4 = tensor_values(after, f4)
+        assert f4.dtype == "INT4" and np.abs(q4).max() == 7
+        s_in = after.tensors[o4.inputs[0]].quantization.scales[0]
+        b8, b4 = _bias(before, o8), _bias(after, o4)
+        np.testing.assert_allclose(b4.quantization.scales, s_in * f4.quantization.scales, rtol=1e-6)
+        real8 = before.tensor_data(b8) * b8.quantization.scales.astype(np.float64)
+        real4 = after.tensor_data(b4) * b4.quantization.scales.astype(np.float64)
+        assert np.abs(real4 - real8).max() <= 0.5 * b4.quantization.scales.max() + 1e-12
+        # the real weights move by half a 4-bit step at most (the grid's values come back exactly)
+        axis = f8.quantization.axis
+        shape = [-1 if d == axis else 1 for d in range(len(f8.shape))] if f8.quantization.per_channel else [1]
+        w8 = before.tensor_data(f8) * f8.quantization.scales.reshape(shape)
+        w4 = q4 * f4.quantization.scales.reshape(shape)
+        np.testing.assert_allclose(w4, w8, atol=1e-6)
+    x = np.random.default_rng(3).uniform(0, 1, (8, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(LiteRTRunner(requantize_int4(spread), kernels="builtin").predict(x),
+                                  LiteRTRunner(int8, kernels="builtin").predict(x))
+
+
+def test_requantize_keeps_named_layers_int8_and_refuses_bad_arguments(files):
+    _, int8, _, _ = files
+    spread = _scaled_filters(int8)
+    before = read_tflite(spread)
+    fc = next(op for op in before.ops if op.name == "FULLY_CONNECTED")
+    for keep in ((-1,), (fc.index,), (before.tensors[fc.inputs[1]].name,)):
+        mixed = read_tflite(requantize_int4(spread, keep_int8=keep))
+        assert [t.dtype for t in _filters(mixed)] == ["INT4", "INT4", "INT8"]
+        for i in fc.inputs[1:3]:  # filter and bias: bytes and quantization untouched
+            assert bytes(mixed._buffer_bytes(mixed.tensors[i].buffer)) == bytes(before._buffer_bytes(
+                before.tensors[i].buffer))
+            np.testing.assert_array_equal(mixed.tensors[i].quantization.scales,
+                                          before.tensors[i].quantization.scales)
+        assert next(op for op in mixed.ops if op.name == "FULLY_CONNECTED").version == fc.version
+    one = read_tflite(requantize_int4(spread, per_channel=False, scale="mse"))
+    assert all(t.quantization.scales.size == 1 for t in _filters(one))
+    with pytest.raises(ConversionError, match=r"Received: keep_int8=\(99,\)"):
+        requantize_int4(spread, keep_int8=(99,))
+    with pytest.raises(ConversionError, match=r"Received: keep_int8=\('nope',\)"):
+        requantize_int4(spread, keep_int8="nope")
+    with pytest.raises(ConversionError, match="Received: scale='min'"):
+        requantize_int4(spread, scale="min")
+    with pytest.raises(ConversionError, match="nothing to do"):
+        requantize_int4(spread, keep_int8=[op.index for op in before.ops if op.name in INT4_OP_VERSIONS])
+    with pytest.raises(ConversionError, match="INT4 filter"):
+        requantize_int4(requantize_int4(spread))
