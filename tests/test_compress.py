@@ -88,3 +88,91 @@ def test_refusals(files):
         compress_tflite(packed)
     with pytest.raises(ConversionError, match="Received: max_index_bits=8"):
         compress_tflite(int8, max_index_bits=8)
+
+
+# ---- cluster_filters: post-training per-channel weight sharing on an int8 file ------------
+
+from effkeras.convert.compress import _kmeans_1d, cluster_filters  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """(x, an int8 file of an unclustered conv + dense model: up to 255 values a channel)."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(48, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    x = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    return x, to_tflite(model, "int8", representative_data=x)
+
+
+def _filter_tensors(model):
+    return [model.tensors[op.inputs[1]] for op in model.ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+
+
+def test_kmeans_1d_is_optimal_over_contiguous_splits():
+    import itertools
+
+    values = np.array([-9.0, -4, -3, 0, 2, 7, 8])
+    counts = np.array([1.0, 3, 2, 5, 1, 2, 4])
+
+    def sse(labels):
+        return sum(float(np.sum(counts[labels == m] * (values[labels == m] - np.average(
+            values[labels == m], weights=counts[labels == m])) ** 2)) for m in set(labels))
+
+    best = min(sse(np.repeat(np.arange(3), np.diff([0, *cuts, 7])))
+               for cuts in itertools.combinations(range(1, 7), 2))
+    labels = _kmeans_1d(values, counts, 3)
+    assert sorted(set(labels)) == [0, 1, 2] and np.all(np.diff(labels) >= 0)
+    assert sse(labels) == pytest.approx(best)
+
+
+def test_cluster_filters_k_values_a_channel_keep_untouched(plain):
+    x, int8 = plain
+    before = read_tflite(int8)
+    assert max(p.unique for p in compression_plan(int8)) > 16
+    for k in (16, 4):
+        after = read_tflite(cluster_filters(int8, k, keep=(-1,)))
+        # the same data, repacked (buffers 16-byte aligned): clustering alone does not shrink it
+        assert abs(after.size_bytes - before.size_bytes) <= 16 * len(after.tensors)
+        t0, t1, t2 = _filter_tensors(after)
+        for t in (t0, t1):  # per output channel (axis 0 of OHWI / OI)
+            v = after.tensor_data(t).reshape(t.shape[0], -1)
+            assert max(np.unique(row).size for row in v) <= k
+            # each value moved to its cluster's mean: error below the unclustered spread
+            orig = before.tensor_data(before.tensors[t.index]).reshape(t.shape[0], -1).astype(int)
+            assert np.abs(v.astype(int) - orig).max() < np.ptp(orig, axis=1).max() / 2
+        kept = before.tensors[t2.index]
+        assert bytes(after._buffer_bytes(t2.buffer)) == bytes(before._buffer_bytes(kept.buffer))
+        for t in after.tensors:  # scales and biases unchanged
+            b = before.tensors[t.index]
+            if t.quantization is not None:
+                np.testing.assert_array_equal(t.quantization.scales, b.quantization.scales)
+            if t.dtype == "INT32" and t.is_constant:
+                np.testing.assert_array_equal(after.tensor_data(t), before.tensor_data(b))
+
+
+def test_clustered_file_compresses_to_equal_tflm_outputs(plain):
+    x, int8 = plain
+    clustered = cluster_filters(int8, 4)
+    plan = compression_plan(clustered)
+    assert all(p.unique <= 4 and p.index_bits <= 2 for p in plan)
+    packed = compress_tflite(clustered)
+    assert len(packed) < len(int8)
+    np.testing.assert_array_equal(TFLMRunner(packed).predict(x), TFLMRunner(clustered).predict(x))
+
+
+def test_cluster_filters_refuses_bad_arguments(plain):
+    _, int8 = plain
+    for k in (1, 129, 2.5, True):
+        with pytest.raises(ConversionError, match=f"Received: k={k!r}"):
+            cluster_filters(int8, k)
+    with pytest.raises(ConversionError, match=r"Received: keep=\(7,\)"):
+        cluster_filters(int8, 8, keep=(7,))
+    every = [op.index for op in read_tflite(int8).ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+    with pytest.raises(ConversionError, match="no int8 filter"):
+        cluster_filters(int8, 8, keep=every)
