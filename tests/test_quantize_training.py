@@ -388,8 +388,10 @@ def test_inference_links_each_layer_to_its_input_grid_and_export_only_fake_quant
 
     x = digits[0][:32]
     q = quantize_model(tiny, calibration_data=x)
-    # calibration runs the fake-quantization path, so every range is set (2: calibrated)
-    assert all(float(layer.range_seen) == 2.0 for layer in quantization_layers(q))
+    # calibration runs the fake-quantization path, so every range is set (2: calibrated;
+    # fixed ranges stay 1)
+    assert all(float(layer.range_seen) == (1.0 if layer._fixed_range else 2.0)
+               for layer in quantization_layers(q))
     conv = q.get_layer("conv")
     scale, zero = conv.input_grid()
     lo, hi = q.get_layer("image_quant").output_range
