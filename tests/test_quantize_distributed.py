@@ -1,5 +1,9 @@
 """QAT under tf.distribute.MirroredStrategy with two logical CPU devices.
 
+The model also holds the issue-20 rewrites (Rescaling as MUL+ADD, AveragePooling2D on its
+input's grid, hard_swish as an op chain), and calibration before training exercises the
+first-batch range union under the strategy.
+
 Logical devices must be configured before TensorFlow initializes its devices, so the
 training runs in a child process.
 """
@@ -35,9 +39,12 @@ SCRIPT = textwrap.dedent(
     with strategy.scope():
         keras.utils.set_random_seed(0)
         inputs = keras.Input((8, 8, 1))
-        h = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+        h = keras.layers.Rescaling(2.0, offset=-1.0)(inputs)  # int8 MUL + ADD
+        h = keras.layers.Conv2D(4, 3, use_bias=False)(h)
         h = keras.layers.BatchNormalization()(h)
         h = keras.layers.ReLU()(h)
+        h = keras.layers.AveragePooling2D(3, strides=1, padding="same")(h)  # same scale
+        h = keras.layers.Activation("hard_swish")(h)  # ADD, MUL, MUL chain
         h = keras.layers.GlobalAveragePooling2D()(h)
         outputs = keras.layers.Dense(2, activation="softmax")(h)
         model = keras.Model(inputs, outputs)
