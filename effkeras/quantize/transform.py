@@ -7,14 +7,31 @@ converter will emit for each op:
   only consumer of their output, and a following ReLU/ReLU6 become one folded layer
   (:mod:`effkeras.quantize.layers`): one TFLite op, one quantized output.
 - GlobalAveragePooling2D becomes :class:`~effkeras.quantize.layers.QuantGlobalAveragePooling2D`
-  (TFLite's int8 MEAN, rounding included).
-- Add, Subtract, Multiply, Concatenate, Average, AveragePooling2D, GlobalAveragePooling1D
-  and a standalone ReLU get their own output range (TFLite requantizes there); an
-  Add/Concatenate followed only by a ReLU/ReLU6 fuses it and quantizes after it.
-- MaxPooling, Flatten, Reshape, padding, Dropout ... keep the scale of their input.
-- Softmax, sigmoid and tanh get TFLite's fixed output ranges.
+  (TFLite's int8 MEAN, rounding included); AveragePooling2D becomes
+  :class:`~effkeras.quantize.pooling.QuantAveragePooling2D`, on its input's grid (TFLite's
+  AVERAGE_POOL_2D requires the same scale on input and output).
+- Add, Subtract, Multiply (broadcasting squeeze-excite included), Concatenate, Average,
+  GlobalAveragePooling1D, LeakyReLU and a standalone ReLU get their own output range
+  (TFLite requantizes there); an Add/Concatenate followed only by a ReLU/ReLU6 fuses it.
+- keras.ops nodes of the graph (``x + 3.0``, ``ops.multiply``, ``ops.mean``, activations,
+  reshapes) follow the same rules; a constant operand is rounded as the converter stores
+  it (:mod:`effkeras.quantize.elementwise`).
+- Rescaling, Normalization and a BatchNormalization that does not follow a linear layer
+  (pre-activation ResNetV2/DenseNet) are per-channel affine maps: consecutive ones merge
+  into one int8 MUL and one ADD with constant operands (a following ReLU fuses into the
+  ADD). Such a batch norm is frozen at its moving statistics.
+- Activations: silu/swish become LOGISTIC + MUL, hard_sigmoid ADD(+3, RELU6) + MUL(1/6),
+  hard_silu/hard_swish x * hard_sigmoid(x), each with its own range (also when they are
+  a Conv2D/Dense ``activation``). Softmax, sigmoid and tanh get TFLite's fixed ranges.
+- MaxPooling, Flatten, Reshape, padding, cropping, Dropout ... keep the scale of their input.
 - The model input is quantized; models nested as layers are inlined.
-- Anything else stays float (with a warning, or an error with ``strict=True``).
+- Per layer, :func:`effkeras.quantize.quantize_annotate_layer` with a
+  :class:`~effkeras.quantize.config.QuantizeConfig` sets weight bits and granularity or
+  leaves it float; :func:`effkeras.quantize.register_rule` gives a custom layer class
+  its rule.
+- Anything else stays float (with a warning naming the layer and the way out, or a
+  :class:`~effkeras.errors.QuantizationError` with ``strict=True``); an unexpected
+  failure inside the rewrite is a QuantizationError naming the layer, too.
 """
 
 from __future__ import annotations
