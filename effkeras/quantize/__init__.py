@@ -24,6 +24,14 @@ the integer MEAN of global average pooling), so the Keras model's predictions eq
 TFLite Micro's and LiteRT's reference kernels' element for element on the models tested
 (>= 99.9% of outputs), instead of agreeing within one step.
 
+Per-layer control uses tensorflow-model-optimization's names (a tfmot script migrates by
+changing its imports): :func:`quantize_annotate_layer`, :func:`quantize_annotate_model`,
+:func:`quantize_apply`, :func:`quantize_scope` and :class:`QuantizeConfig` (weight bits 8
+or 4, per channel or per tensor, or ``leave_float``); :func:`register_rule` is the one
+place where a layer class of your own gets its int8 rule (see
+:mod:`effkeras.quantize.config`). ``quantize_model(..., weight_bits=4)`` trains int4
+weights (symmetric per channel, [-7, 7]); :func:`weight_bits` reads each layer's.
+
 Importing this module registers the layers with Keras serialization (package
 ``"effkeras"``), so ``keras.saving.load_model`` needs no ``custom_objects``.
 """
