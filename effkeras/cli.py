@@ -140,6 +140,12 @@ def cmd_convert(args) -> int:
         f"_{args.quantize}.tflite" if args.quantize else ".tflite"
     )
     _refuse_overwrite(output, args.force)
+    if (args.int4 or args.compress) and args.quantize != "int8":
+        flag = "--int4" if args.int4 else "--compress"
+        raise ConversionError(
+            f"{flag} rewrites the filters of a full-integer file: give --quantize int8. "
+            f"Received: --quantize {args.quantize}"
+        )
     if args.per_tensor and args.quantize not in ("int8", "dynamic"):
         raise ConversionError(
             f"--per-tensor sets the int8 weight scales: give --quantize int8 or dynamic. "
@@ -152,9 +158,21 @@ def cmd_convert(args) -> int:
         io_dtype=args.io_dtype, allow_float_ops=args.allow_float_ops,
         strip_names=args.strip_names, per_channel=False if args.per_tensor else None,
     )
+    if args.int4:
+        from effkeras.convert.int4 import to_int4
+
+        data = to_int4(data, strict=False)
+    if args.compress:
+        from effkeras.convert.compress import compress_tflite
+
+        data = compress_tflite(data)
     with open(output, "wb") as f:
         f.write(data)
     print(read_tflite(data).summary().replace("<bytes>", output, 1))
+    if args.compress:
+        print("compressed (TFLM_DECODE): needs a TFLM with the DECODE kernel; the 2023 "
+              "Arduino_TensorFlowLite library cannot run it (use the file without --compress "
+              "for a sketch)")
     return 0
 
 
@@ -312,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-tensor", action="store_true",
                    help="one int8 weight scale per kernel instead of per output channel (24 B a "
                         "channel smaller; with --quantize int8 or dynamic)")
+    p.add_argument("--int4", action="store_true",
+                   help="store filters whose int8 values lie in [-7, 7] (a model trained with "
+                   "quantize_model(weight_bits=4)) as INT4, two values a byte")
+    p.add_argument("--compress", action="store_true",
+                   help="TFLM look-up-table compression of filters with few distinct values "
+                   "(clustered models); needs a TFLM with DECODE, not the 2023 Arduino library")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)
 

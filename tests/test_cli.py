@@ -225,3 +225,38 @@ def test_sketch_arena_size_too_small_exit_2(files, tmp_path, capsys):
     assert main(["sketch", files["good"], "--out", str(tmp_path / "s2"), "--arena-size",
                  "65536"]) == 0
     assert "kTensorArenaSize = 65536" in (tmp_path / "s2" / "model_settings.h").read_text()
+
+
+def test_convert_int4_and_compress(digits_model, digits, tmp_path, capsys):
+    """--int4 stores a 4-bit-trained model's filters as INT4; --compress LUT-compresses a
+    clustered model's; both refuse a mode that is not int8."""
+    from effkeras.cluster import cluster_weights, strip_clustering
+    from effkeras.convert import read_tflite
+    from effkeras.quantize import quantize_model
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, digits[0][:64])
+    qat = quantize_model(digits_model, weight_bits=4, calibration_data=digits[0][:64])
+    qat.save(tmp_path / "w4.keras")
+    out4 = tmp_path / "w4.tflite"
+    assert main(["convert", str(tmp_path / "w4.keras"), "-o", str(out4), "--quantize", "int8",
+                 "--calibration", str(calib), "--int4"]) == 0
+    m4 = read_tflite(str(out4))
+    filters = [m4.tensors[op.inputs[1]] for op in m4.ops
+               if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+    assert filters and all(t.dtype == "INT4" for t in filters)
+
+    clustered = strip_clustering(cluster_weights(digits_model, number_of_clusters=8))
+    clustered.save(tmp_path / "c8.keras")
+    plain, packed = tmp_path / "c8.tflite", tmp_path / "c8_lut.tflite"
+    base = ["convert", str(tmp_path / "c8.keras"), "--quantize", "int8", "--calibration",
+            str(calib)]
+    assert main([*base, "-o", str(plain)]) == 0
+    assert main([*base, "-o", str(packed), "--compress"]) == 0
+    assert "needs a TFLM with the DECODE kernel" in capsys.readouterr().out
+    lut = read_tflite(str(packed))
+    assert any(op.is_custom and op.name == "TFLM_DECODE" for op in lut.ops)
+    assert packed.stat().st_size < plain.stat().st_size
+    assert main(["convert", str(tmp_path / "c8.keras"), "-o", str(tmp_path / "x.tflite"),
+                 "--compress"]) == 2
+    assert "give --quantize int8" in capsys.readouterr().err
