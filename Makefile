@@ -28,12 +28,13 @@ test: venv
 lint: venv
 	$(PY) -m ruff check effkeras tests benchmarks
 
-# Regenerates tflite_models/ and deploy/ (the example artifacts checked into the repo).
+# Regenerates the demo's files in tflite_models/ (the suites' subfolders stay) and deploy/.
 examples: venv
 	rm -rf build/examples
 	$(VENV)/bin/effkeras demo --out build/examples
-	rm -rf tflite_models deploy
-	cp -r build/examples/tflite_models build/examples/deploy .
+	cp build/examples/tflite_models/* tflite_models/
+	rm -rf deploy
+	cp -r build/examples/deploy .
 
 # Builds notebooks/*.ipynb from notebooks/src/*.py and executes them (saved outputs are real).
 notebooks: venv

@@ -590,7 +590,7 @@ def test_deploy_half_imports_without_tensorflow():
     _run([sys.executable, "-c", code], text=True)
 
 
-def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys):
+def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys, int8_io_tflite):
     """The 2023 Arduino library's FULLY_CONNECTED uses the first channel's scale for all:
     profile, the sketch's README and the CLI say so for a per-channel dense filter."""
     from pathlib import Path
@@ -599,10 +599,13 @@ def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys):
     from effkeras.cli import main
     from effkeras.runtime.tflm_ops import arduino_library_problems
 
-    digits = Path(__file__).resolve().parents[1] / "tflite_models" / "digits_cnn_int8.tflite"
+    digits = tmp_path / "per_channel.tflite"  # TF's default: dense filters per channel
+    digits.write_bytes(int8_io_tflite)
     problems = arduino_library_problems(str(digits))
     assert len(problems) == 1 and "FULLY_CONNECTED op 4 has per-channel" in problems[0]
     assert arduino_library_problems(per_tensor_dense_tflite()) == []
+    demo = Path(__file__).resolve().parents[1] / "tflite_models" / "digits_cnn_int8.tflite"
+    assert arduino_library_problems(str(demo)) == []  # the demo converts per tensor
     assert profile(str(digits), board="nano33ble").to_dict()["arduino_library_problems"] == problems
     assert main(["sketch", str(digits), "--out", str(tmp_path / "sk")]) == 0
     assert "per-channel weight scales" in capsys.readouterr().err
