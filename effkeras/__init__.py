@@ -10,7 +10,10 @@ The public API, in one place:
 - ``effkeras.profile``: size, params, MACs, ops, exact TFLM arena, board fit.
 - ``effkeras.runtime``: ``LiteRTRunner`` and ``TFLMRunner`` to run models on the host.
 - ``effkeras.boards``: the board table (``BOARDS``, ``get_board``, ``custom_board``).
-- ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``).
+- ``effkeras.quantize``: QAT with batch-norm folding and PTQ (``quantize_model``, with
+  ``weight_bits=8|4``), per-layer control with tfmot's names (``QuantizeConfig``,
+  ``quantize_annotate_layer``, ``quantize_annotate_model``, ``quantize_apply``,
+  ``quantize_scope``) and ``register_rule``, the one place to give a custom layer its rule.
 - ``effkeras.callbacks``: ``FreezeBatchNorm``, ``FreezeQuantRanges``, ``UpdatePruningStep``,
   ``PruningSummaries``, ``PreserveSparsity``.
 - ``effkeras.distill``: knowledge distillation on ``keras.distillation`` (``distiller``,
