@@ -2,8 +2,7 @@
 
 A tfmot script migrates by changing its imports::
 
-    # import tensorflow_model_optimization as tfmot
-    # quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+    # before: quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
     from effkeras.quantize import (
         QuantizeConfig, quantize_annotate_layer, quantize_annotate_model, quantize_apply,
         quantize_scope,
