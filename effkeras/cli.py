@@ -157,15 +157,8 @@ def cmd_convert(args) -> int:
         args.model, quantize=args.quantize, representative_data=_load_calibration(args.calibration),
         io_dtype=args.io_dtype, allow_float_ops=args.allow_float_ops,
         strip_names=args.strip_names, per_channel=False if args.per_tensor else None,
+        int4=args.int4, compress=args.compress,
     )
-    if args.int4:
-        from effkeras.convert.int4 import to_int4
-
-        data = to_int4(data, strict=False)
-    if args.compress:
-        from effkeras.convert.compress import compress_tflite
-
-        data = compress_tflite(data)
     with open(output, "wb") as f:
         f.write(data)
     print(read_tflite(data).summary().replace("<bytes>", output, 1))

@@ -127,6 +127,8 @@ def to_tflite(
     strip_names: bool = False,
     per_channel: bool | None = None,
     projector: Any = None,
+    int4: bool = False,
+    compress: bool = False,
 ) -> bytes:
     """Convert a Keras 3 model to a .tflite flatbuffer.
 
@@ -181,6 +183,13 @@ def to_tflite(
             :func:`effkeras.text.text_model` (strings in) converts as the model it wraps,
             with its ``StringProjection``'s projector. Models without a projector convert
             to the same bytes as before.
+        int4: with ``"int8"``, store the filters whose values lie in [-7, 7] (a model
+            trained with ``quantize_model(..., weight_bits=4)``) as INT4, two values a byte
+            (:func:`effkeras.convert.int4.to_int4`, other filters stay int8).
+        compress: with ``"int8"``, TFLM look-up-table compression of filters with few
+            distinct values per channel (clustered models,
+            :func:`effkeras.convert.compress.compress_tflite`). The file then needs a TFLM
+            with the DECODE kernel; the 2023 Arduino library cannot run it.
 
     Returns:
         The .tflite model as bytes.
@@ -199,6 +208,10 @@ def to_tflite(
         )
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConversionError(f"batch_size must be a positive integer. Received: {batch_size!r}")
+    for flag, value in (("int4", int4), ("compress", compress)):
+        if value and quantize != "int8":
+            raise ConversionError(f"{flag}=True rewrites the filters of a full-integer file: "
+                                  f"use quantize='int8'. Received: quantize={quantize!r}")
     keras = _keras()
     model = _load_if_path(model)
     if not isinstance(model, keras.Model):
@@ -291,6 +304,14 @@ def to_tflite(
         from effkeras.convert.names import strip_tensor_names
 
         data = strip_tensor_names(data)
+    if int4:
+        from effkeras.convert.int4 import to_int4
+
+        data = to_int4(bytes(data), strict=False)
+    if compress:
+        from effkeras.convert.compress import compress_tflite
+
+        data = compress_tflite(bytes(data))
     if projector is not None:
         from effkeras.deploy.featurizer import attach_projector
 
