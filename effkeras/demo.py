@@ -189,11 +189,10 @@ def run_demo(
     print("Converting: float32 and full-int8 (int8 input/output) ...")
     calib = data.x_train[:300]
     float_bytes = to_tflite(model)
-    # Per-tensor weight scales: the Arduino library's FULLY_CONNECTED (2023) uses one scale,
-    # so a per-channel dense filter would give wrong outputs on the board (see
-    # effkeras.runtime.tflm_ops.arduino_library_problems).
-    int8_bytes = to_tflite(model, quantize="int8", representative_data=calib, io_dtype="int8",
-                           per_channel=False)
+    # Conv filters per channel, the dense filter per tensor (to_tflite's default): the
+    # Arduino library's FULLY_CONNECTED (2023) uses one scale, so a per-channel dense filter
+    # would give wrong outputs on the board (effkeras.runtime.tflm_ops).
+    int8_bytes = to_tflite(model, quantize="int8", representative_data=calib, io_dtype="int8")
     int8 = read_tflite(int8_bytes)
 
     print("Evaluating in LiteRT and in the TFLite Micro interpreter ...")
@@ -231,7 +230,7 @@ def run_demo(
         ("float32", float_bytes, {"quantize": None, "io_dtype": "float32"},
          {"accuracy_keras": acc_keras, "accuracy_litert": acc_float_tfl}),
         ("int8", int8_bytes,
-         {"quantize": "int8", "io_dtype": "int8", "per_channel": False,
+         {"quantize": "int8", "io_dtype": "int8", "dense_per_channel": False,
           "calibration_samples": int(len(calib))},
          {"accuracy_keras": acc_keras, "accuracy_litert": acc_litert,
           "accuracy_tflm": acc_tflm, "tflm_test_samples": n_tflm}),

@@ -212,14 +212,17 @@ def test_profile_fits_the_board_with_the_32bit_target_arena(capsys):
 
 @pytest.mark.cross
 @needs_qemu
-def test_per_channel_dense_is_wrong_on_the_2023_library_and_said_so(int8_io_tflite,
+def test_per_channel_dense_is_wrong_on_the_2023_library_and_said_so(digits_model, digits,
                                                                    digits_inputs):
     """The 2023 library's FULLY_CONNECTED uses the first channel's scale: a per-channel
     dense filter (TF's default) gives outputs off by more than the kernels' 1 LSB, and the
-    run says why. (The demo converts per tensor for this reason: exact, test above.)"""
+    run says why. (to_tflite converts dense layers per tensor by default for this reason.)"""
     from effkeras.bench.qemu import run_qemu
+    from effkeras.convert import to_tflite
 
-    run = run_qemu(int8_io_tflite, runs=2, warmup=0, inputs=digits_inputs[:10],
+    per_channel = to_tflite(digits_model, quantize="int8", representative_data=digits[0][:200],
+                            io_dtype="int8", dense_per_channel=True)
+    run = run_qemu(per_channel, runs=2, warmup=0, inputs=digits_inputs[:10],
                    tflm_lib=TFLM_LIB)
     s = run.summary()
     assert s["library_problems"] and "per-channel weight scales" in s["library_problems"][0]

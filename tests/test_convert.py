@@ -49,13 +49,18 @@ def test_int8_io_has_no_float_tensor_at_all(int8_io_tflite):
 
 
 def test_weights_are_per_channel_symmetric_and_bias_scale_is_product(int8_io_tflite):
+    """Conv filters per output channel; dense filters per tensor by default (the 2023
+    Arduino TFLM library computes per-channel dense layers wrongly)."""
     m = read_tflite(int8_io_tflite)
     for op in m.ops:
         if op.name not in ("CONV_2D", "FULLY_CONNECTED"):
             continue
         x, w, b = (m.tensors[i] for i in op.inputs[:3])
         wq = w.quantization
-        assert wq.per_channel and wq.scales.size == w.shape[0]
+        if op.name == "CONV_2D":
+            assert wq.per_channel and wq.scales.size == w.shape[0]
+        else:
+            assert wq.scales.size == 1
         assert np.all(wq.zero_points == 0)
         data = m.tensor_data(w)
         assert data.min() >= -127  # narrow range
@@ -63,6 +68,18 @@ def test_weights_are_per_channel_symmetric_and_bias_scale_is_product(int8_io_tfl
         np.testing.assert_allclose(
             b.quantization.scales, float(x.quantization.scales[0]) * wq.scales, rtol=1e-5
         )
+
+
+def test_dense_per_channel_is_an_option(digits_model, digits):
+    from effkeras.runtime.tflm_ops import arduino_library_problems
+
+    data = to_tflite(digits_model, quantize="int8", representative_data=digits[0][:50],
+                     dense_per_channel=True)
+    m = read_tflite(data)
+    fc = next(op for op in m.ops if op.name == "FULLY_CONNECTED")
+    w = m.tensors[fc.inputs[1]]
+    assert w.quantization.per_channel and w.quantization.scales.size == w.shape[0]
+    assert arduino_library_problems(data)  # and profile/sketch say why it matters
 
 
 def test_same_model_converts_to_same_bytes(digits_model, digits):

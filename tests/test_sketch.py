@@ -590,7 +590,17 @@ def test_deploy_half_imports_without_tensorflow():
     _run([sys.executable, "-c", code], text=True)
 
 
-def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys, int8_io_tflite):
+@pytest.fixture(scope="module")
+def per_channel_dense_tflite(digits_model, digits) -> bytes:
+    from effkeras.convert import to_tflite
+
+    return to_tflite(digits_model, quantize="int8", representative_data=digits[0][:200],
+                     io_dtype="int8", dense_per_channel=True)
+
+
+def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys,
+                                                           per_channel_dense_tflite,
+                                                           int8_io_tflite):
     """The 2023 Arduino library's FULLY_CONNECTED uses the first channel's scale for all:
     profile, the sketch's README and the CLI say so for a per-channel dense filter."""
     from pathlib import Path
@@ -600,10 +610,11 @@ def test_per_channel_dense_is_flagged_for_the_2023_library(tmp_path, capsys, int
     from effkeras.runtime.tflm_ops import arduino_library_problems
 
     digits = tmp_path / "per_channel.tflite"  # TF's default: dense filters per channel
-    digits.write_bytes(int8_io_tflite)
+    digits.write_bytes(per_channel_dense_tflite)
     problems = arduino_library_problems(str(digits))
     assert len(problems) == 1 and "FULLY_CONNECTED op 4 has per-channel" in problems[0]
     assert arduino_library_problems(per_tensor_dense_tflite()) == []
+    assert arduino_library_problems(int8_io_tflite) == []  # to_tflite's default
     demo = Path(__file__).resolve().parents[1] / "tflite_models" / "digits_cnn_int8.tflite"
     assert arduino_library_problems(str(demo)) == []  # the demo converts per tensor
     assert profile(str(digits), board="nano33ble").to_dict()["arduino_library_problems"] == problems

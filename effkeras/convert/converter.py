@@ -129,6 +129,7 @@ def to_tflite(
     projector: Any = None,
     int4: bool = False,
     compress: bool = False,
+    dense_per_channel: bool = False,
 ) -> bytes:
     """Convert a Keras 3 model to a .tflite flatbuffer.
 
@@ -183,6 +184,12 @@ def to_tflite(
             :func:`effkeras.text.text_model` (strings in) converts as the model it wraps,
             with its ``StringProjection``'s projector. Models without a projector convert
             to the same bytes as before.
+        dense_per_channel: with ``"int8"``, give FULLY_CONNECTED filters one scale per
+            output channel (TF 2.16+'s default). ``False`` (default): one scale per tensor,
+            as effkeras's QAT Dense simulates and as the 2023 Arduino TFLM library
+            computes it (its FULLY_CONNECTED uses the first channel's scale for all, so a
+            per-channel dense filter gives wrong outputs there). Conv filters follow
+            ``per_channel``.
         int4: with ``"int8"``, store the filters whose values lie in [-7, 7] (a model
             trained with ``quantize_model(..., weight_bits=4)``) as INT4, two values a byte
             (:func:`effkeras.convert.int4.to_int4`, other filters stay int8).
@@ -275,6 +282,15 @@ def to_tflite(
                         f"option; convert with per_channel=None."
                     )
                 converter._experimental_disable_per_channel = True
+            if quantize == "int8" and not dense_per_channel:
+                flag = "_experimental_disable_per_channel_quantization_for_dense_layers"
+                if not hasattr(converter, flag):
+                    raise ConversionError(
+                        f"This TensorFlow ({tf.__version__}) converter has no per-tensor "
+                        f"dense option; convert with dense_per_channel=True (the 2023 "
+                        f"Arduino TFLM library computes such dense layers wrongly)."
+                    )
+                setattr(converter, flag, True)
             data = converter.convert()
         except Exception as exc:
             err = exc

@@ -220,9 +220,9 @@ def arduino_library_problems(model: Any) -> list[str]:
         f"FULLY_CONNECTED op{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} "
         f"{'have' if len(bad) > 1 else 'has'} per-channel weight scales, which the 2023 "
         f"Arduino_TensorFlowLite library (2.4.0-ALPHA) ignores (it uses the first channel's "
-        f"scale for all): on a board built with it these outputs are wrong. Convert per "
-        f"tensor (to_tflite(..., per_channel=False), effkeras convert --per-tensor; a QAT "
-        f"model: quantize_model(..., per_channel=False)), or build against a newer TFLM"
+        f"scale for all): on a board built with it these outputs are wrong. Convert with "
+        f"to_tflite's default (dense_per_channel=False: dense filters per tensor), or "
+        f"build against a newer TFLM"
     ]
 
 
