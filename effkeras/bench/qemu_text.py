@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from effkeras.bench.qemu import INSTRUCTIONS_PER_US, START_TIMEOUT_S, _qemu, sketch_board
+from effkeras.bench.qemu import (
+    INSTRUCTIONS_PER_US,
+    START_TIMEOUT_S,
+    QemuBoard,
+    _qemu,
+    sketch_board,
+)
 from effkeras.convert.flatbuffer import read_tflite
 from effkeras.deploy.build import BuildResult, build_sketch
 from effkeras.errors import BenchConfigError, DeviceError
@@ -102,8 +108,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _QemuSocketBoard:
-    """qemu-system-arm with its UART on a TCP server that waits for the host to connect."""
+class _QemuSocketBoard(QemuBoard):
+    """qemu-system-arm with its UART on a TCP server that waits for the host to connect
+    (stopping it is QemuBoard's)."""
 
     def __init__(self, elf: str, machine: str):
         self.tcp_port = _free_port()
@@ -112,7 +119,7 @@ class _QemuSocketBoard:
                     "server=on,wait=on", "-serial", "chardev:efkser",
                     "-icount", "shift=0", "-kernel", elf]
         self.proc: subprocess.Popen | None = None
-        self.lines: list[str] = []
+        self._lines: list[str] = []
 
     @property
     def url(self) -> str:
@@ -125,7 +132,7 @@ class _QemuSocketBoard:
         def reader() -> None:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
+                self._lines.append(line.rstrip())
 
         threading.Thread(target=reader, daemon=True).start()
         return self
@@ -145,19 +152,7 @@ class _QemuSocketBoard:
                 time.sleep(0.05)
         self.close()
         raise DeviceError(f"QEMU did not start ({' '.join(self.cmd)}): "
-                          f"{' | '.join(self.lines[-5:]) or 'no output'}")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+                          f"{self.output() or 'no output'}")
 
 
 def _check_texts(texts: Any, max_text_bytes: int) -> list[bytes]:
@@ -243,10 +238,9 @@ def run_qemu_text(
                     got.append(client.read_message(("CLASS",), time.monotonic() + timeout,
                                                    f"the CLASS line of text {i}"))
             except DeviceError as exc:
-                state = "QEMU is still running" if qemu.proc and qemu.proc.poll() is None \
-                    else "QEMU exited"
+                state = "QEMU is still running" if qemu.alive() else "QEMU exited"
                 raise DeviceError(f"The emulated {build.board.title} failed: {exc} ({state}; "
-                                  f"its output: {' | '.join(qemu.lines[-5:]) or 'none'})"
+                                  f"its output: {qemu.output() or 'none'})"
                                   ) from None
             finally:
                 client.close()
