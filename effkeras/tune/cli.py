@@ -2,7 +2,7 @@
 
     effkeras tune --dataset NAME [--data-dir DIR] --board NAME --max-trials N --out DIR
                   [--epochs N] [--limit-train N] [--workers N] [--resume | --force]
-                  [--search pareto|random|bayesian|hyperband] [--model cnn|resnet8|dscnn]
+                  [--search pareto|random|bayesian|hyperband] [--model cnn|resnet8|dscnn|sgnn|prado]
                   [--max-latency-ms MS] [--board custom --flash-kb N --ram-kb N [--clock-mhz N]]
 
 Prints a line per trial, then the Pareto front; writes trials.json, pareto.json,
@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "and latency, with infeasible models rejected before training.",
     )
     # Numbers are parsed here, not by argparse, so that a bad one is one error line.
-    p.add_argument("--dataset", help="digits (embedded), mnist or cifar10 (with --data-dir)")
+    p.add_argument("--dataset", help="digits (embedded), mnist or cifar10 (with --data-dir); "
+                   "sms_spam (texts: --data-dir is the SMSSpamCollection[.gz] file or its folder)")
     p.add_argument("--data-dir", help="dataset folder (default: $EFFKERAS_DATA_DIR)")
     _add_board_args(p, None)
     p.add_argument("--max-latency-ms", help="reject models whose estimated latency is above this")
@@ -47,7 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit-train", help="use the first N training samples")
     p.add_argument("--workers", help="0: run in this process (default); N: a chief and N workers")
     p.add_argument("--search", help="pareto (default), random, bayesian or hyperband")
-    p.add_argument("--model", help="cnn (default), resnet8 or dscnn")
+    p.add_argument("--model", help="images: cnn (default), resnet8 or dscnn; texts (sms_spam): "
+                   "sgnn (default) or prado")
     p.add_argument("--seed", help="seed of the oracle and of the weights (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--force", action="store_true", help="start over in an existing --out")
@@ -83,9 +85,11 @@ def _config(args: argparse.Namespace) -> tuple[Any, int]:
     """The SearchConfig and the worker count from the arguments (checks everything)."""
     from effkeras.cli import _board_from_args
     from effkeras.data import DATASETS
-    from effkeras.tune.search import SEARCHES, SearchConfig
+    from effkeras.tune.search import SEARCHES, TEXT_DATASETS, SearchConfig
 
-    models = ("cnn", "resnet8", "dscnn")
+    image_models, text_models = ("cnn", "resnet8", "dscnn"), ("sgnn", "prado")
+    models = image_models + text_models
+    datasets = (*DATASETS, *TEXT_DATASETS)
     if not args.out:
         raise EffkerasError("--out DIR is required: the folder the search writes to.")
     if args.resume and args.force:
@@ -118,15 +122,23 @@ def _config(args: argparse.Namespace) -> tuple[Any, int]:
                 setattr(config, attr, value)
         return config, workers or 0
     if args.dataset is None:
-        raise EffkerasError(f"--dataset NAME is required. Valid datasets: {', '.join(DATASETS)}.")
-    if args.dataset not in DATASETS:
-        raise EffkerasError(f"Unknown dataset {args.dataset!r}. Valid datasets: {', '.join(DATASETS)}.")
+        raise EffkerasError(f"--dataset NAME is required. Valid datasets: {', '.join(datasets)}.")
+    if args.dataset not in datasets:
+        raise EffkerasError(f"Unknown dataset {args.dataset!r}. Valid datasets: {', '.join(datasets)}.")
     search = args.search or _DEFAULTS["search"]
     if search not in SEARCHES:
         raise EffkerasError(f"Unknown search {search!r}. Valid searches: {', '.join(SEARCHES)}.")
-    model = args.model or _DEFAULTS["model"]
+    text = args.dataset in TEXT_DATASETS
+    model = args.model or ("sgnn" if text else _DEFAULTS["model"])
     if model not in models:
         raise EffkerasError(f"Unknown model {model!r}. Valid models: {', '.join(models)}.")
+    if text and model not in text_models:
+        raise EffkerasError(f"--model {model} is an image model and --dataset {args.dataset} is a "
+                            f"text dataset: use --model {' or '.join(text_models)} with it.")
+    if not text and model in text_models:
+        raise EffkerasError(f"--model {model} is a text model and --dataset {args.dataset} is an "
+                            f"image dataset: use --model {', '.join(image_models)} with it (or "
+                            f"--dataset {' or '.join(TEXT_DATASETS)}).")
     if args.board is None:
         raise EffkerasError("--board NAME is required (see `effkeras boards`), or --board custom "
                             "--flash-kb N --ram-kb N.")

@@ -30,7 +30,7 @@ import numpy as np
 from keras import layers
 
 __all__ = ["DSCNN", "HYPERMODELS", "BoardHyperModel", "ImageCNN", "PRADOText", "ResNet8", "SGNNText",
-           "get_hypermodel"]
+           "TEXT_HYPERMODELS", "get_hypermodel"]
 
 SPARSITIES = (0.0, 0.25, 0.5)
 
@@ -280,8 +280,14 @@ class PRADOText(_TextHyperModel):
     """PRADO (:func:`effkeras.text.build_prado`) with a ternary per-token projector.
 
     Hyperparameters: ``num_hashes``, ``bits``, ``max_tokens`` (16 or 32), ``embedding_dim``,
-    ``filters``, ``qat``.
+    ``filters``. ``qat`` defaults to False (post-training int8 only): effkeras.quantize has
+    no int8 rule for PRADO's Conv1D and AttentionPooling, so a QAT copy converts with float
+    ops and the trial fails; pass ``qat=None`` to search it anyway.
     """
+
+    def __init__(self, num_classes: int, **kwargs: Any):
+        kwargs.setdefault("qat", False)
+        super().__init__(num_classes, **kwargs)
 
     def projector(self, hp):
         from effkeras.text import Projector
@@ -299,12 +305,18 @@ class PRADOText(_TextHyperModel):
                            filters=hp.Choice("filters", [16, 32], ordered=True))
 
 
-#: the HyperModels ``effkeras tune --model`` knows (image models)
+#: the image HyperModels ``effkeras tune --model`` knows (for digits, mnist, cifar10)
 HYPERMODELS: dict[str, type[BoardHyperModel]] = {"cnn": ImageCNN, "resnet8": ResNet8, "dscnn": DSCNN}
+#: the text HyperModels ``effkeras tune --model`` knows (for sms_spam)
+TEXT_HYPERMODELS: dict[str, type[BoardHyperModel]] = {"sgnn": SGNNText, "prado": PRADOText}
 
 
 def get_hypermodel(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> BoardHyperModel:
-    """An image HyperModel by name (``cnn``, ``resnet8``, ``dscnn``)."""
+    """A HyperModel by name: an image one (``cnn``, ``resnet8``, ``dscnn``) or a text one
+    (``sgnn``, ``prado``; ``input_shape`` is ignored: the projector sets the input)."""
+    if name in TEXT_HYPERMODELS:
+        return TEXT_HYPERMODELS[name](num_classes, **kwargs)
     if name not in HYPERMODELS:
-        raise ValueError(f"Unknown model {name!r}. Valid models: {', '.join(HYPERMODELS)}.")
+        raise ValueError(f"Unknown model {name!r}. Valid models: "
+                         f"{', '.join([*HYPERMODELS, *TEXT_HYPERMODELS])}.")
     return HYPERMODELS[name](input_shape, num_classes, **kwargs)

@@ -8,7 +8,8 @@
     OUT/pareto.json        the feasible Pareto front, most accurate first
     OUT/pareto.png         accuracy against size; infeasible trials marked
     OUT/best.tflite        the most accurate model on the front
-    OUT/best_sketch/       its Arduino sketch (effkeras.deploy.arduino_sketch)
+    OUT/best_sketch/       its Arduino sketch (effkeras.deploy.arduino_sketch; for a text
+                           dataset effkeras.deploy.text_sketch, which projects Serial lines)
     OUT/logs/              one log per process of a parallel search
 
 With ``workers=0`` the search runs in this process; with ``workers=N`` a keras-tuner chief
@@ -28,9 +29,11 @@ from typing import Any
 from effkeras.boards import Board, get_board
 from effkeras.errors import EffkerasError
 
-__all__ = ["SEARCHES", "SearchConfig", "tune"]
+__all__ = ["SEARCHES", "TEXT_DATASETS", "SearchConfig", "load_search_dataset", "tune"]
 
 SEARCHES = ("pareto", "random", "bayesian", "hyperband")
+#: datasets of texts (the text models ``sgnn`` and ``prado`` search them); the rest are images
+TEXT_DATASETS = ("sms_spam",)
 PROJECT = "search"
 CONFIG_FILE = "config.json"
 VALIDATION_FRACTION = 0.2
@@ -47,7 +50,9 @@ class SearchConfig:
             best model.
         board: the :class:`~effkeras.boards.Board` as a dict (``Board.to_dict()``).
         max_latency_ms: optional latency limit on the board (estimate).
-        model: ``cnn``, ``resnet8`` or ``dscnn`` (:data:`effkeras.tune.HYPERMODELS`).
+        model: ``cnn``, ``resnet8`` or ``dscnn`` (:data:`effkeras.tune.HYPERMODELS`) for an
+            image dataset; ``sgnn`` or ``prado`` (:data:`effkeras.tune.TEXT_HYPERMODELS`)
+            for a text one (:data:`TEXT_DATASETS`).
         search: ``pareto``, ``random``, ``bayesian`` or ``hyperband``.
         max_trials, epochs, qat_epochs, batch_size, seed: the search's budget and seeds.
         input_shape, num_classes, class_names: filled in from the dataset.
@@ -90,11 +95,25 @@ class SearchConfig:
             ) from None
 
 
-def load_data(config: SearchConfig):
-    """(x_train, y_train, x_val, y_val, dataset) of a config."""
+def load_search_dataset(name: str, data_dir: str | None = None, limit_train: int | None = None):
+    """An image dataset (:func:`effkeras.data.load_dataset`) or, for ``sms_spam``, the text
+    one (:func:`effkeras.text.load_sms_spam` on ``data_dir``: the SMSSpamCollection[.gz]
+    file or its folder), limited to the first ``limit_train`` training samples."""
+    if name in TEXT_DATASETS:
+        from effkeras.text import load_sms_spam
+
+        ds = load_sms_spam(data_dir)
+        if limit_train is not None:
+            ds.x_train, ds.y_train = ds.x_train[:limit_train], ds.y_train[:limit_train]
+        return ds
     from effkeras.data import load_dataset
 
-    ds = load_dataset(config.dataset, config.data_dir, limit_train=config.limit_train)
+    return load_dataset(name, data_dir, limit_train=limit_train)
+
+
+def load_data(config: SearchConfig):
+    """(x_train, y_train, x_val, y_val, dataset) of a config."""
+    ds = load_search_dataset(config.dataset, config.data_dir, config.limit_train)
     n_val = max(1, int(round(len(ds.x_train) * VALIDATION_FRACTION)))
     if len(ds.x_train) - n_val < 1:
         raise EffkerasError(f"--limit-train leaves no training data after the validation split. "
@@ -203,18 +222,29 @@ def write_outputs(config: SearchConfig, out_dir: str, x_test: Any = None, y_test
             tflite = f.read()
         with open(os.path.join(out_dir, "best.tflite"), "wb") as f:
             f.write(tflite)
+        text = config.dataset in TEXT_DATASETS
         if x_test is not None:
             import numpy as np
 
             from effkeras.runtime import LiteRTRunner
 
+            if text:  # the projector the trial stored in its .tflite turns texts into inputs
+                from effkeras.deploy.featurizer import read_projector
+
+                x_test = read_projector(tflite)(list(x_test))
             probs = LiteRTRunner(tflite).predict(np.asarray(x_test, "float32"))
             best["test_int8_accuracy"] = float(np.mean(np.argmax(probs, -1) == np.asarray(y_test)))
-        from effkeras.deploy import arduino_sketch
-
         labels = [str(c) for c in config.class_names] or None
-        arduino_sketch(tflite, os.path.join(out_dir, "best_sketch"), board=board, labels=labels,
-                       force=True)
+        if text:
+            from effkeras.deploy.text_sketch import text_sketch
+
+            text_sketch(tflite, os.path.join(out_dir, "best_sketch"), board=board, labels=labels,
+                        force=True)
+        else:
+            from effkeras.deploy import arduino_sketch
+
+            arduino_sketch(tflite, os.path.join(out_dir, "best_sketch"), board=board,
+                           labels=labels, force=True)
         best["tflite"] = os.path.join(out_dir, "best.tflite")
         best["sketch"] = os.path.join(out_dir, "best_sketch")
         summary["best"] = best
@@ -238,14 +268,13 @@ def tune(config: SearchConfig, out_dir: str, *, workers: int = 0, resume: bool =
     Returns:
         The pareto.json summary (``front``, ``best`` with its test accuracy, counts).
     """
-    from effkeras.data import load_dataset
-
     if config.search not in SEARCHES:
         raise EffkerasError(f"Unknown search {config.search!r}. Valid searches: {', '.join(SEARCHES)}.")
     get_board(Board(**config.board))
-    ds = load_dataset(config.dataset, config.data_dir, limit_train=config.limit_train)
-    config.input_shape = [int(d) for d in ds.input_shape]
-    config.num_classes = int(ds.num_classes or int(max(ds.y_train)) + 1)
+    ds = load_search_dataset(config.dataset, config.data_dir, config.limit_train)
+    # a text dataset's inputs are strings: the searched projector sets the model's input
+    config.input_shape = [1] if config.dataset in TEXT_DATASETS else [int(d) for d in ds.input_shape]
+    config.num_classes = int(len(ds.class_names) or int(max(ds.y_train)) + 1)
     config.class_names = [str(c) for c in ds.class_names]
     os.makedirs(out_dir, exist_ok=True)
     config.save(out_dir)

@@ -172,7 +172,9 @@ class BoardTuner(keras_tuner.Tuner):
         random_x = rng.uniform(float(np.min(x)), float(np.max(x)),
                                (32, *x.shape[1:])).astype("float32")
         skeleton = _strip(_pruned(_jittered_copy(model, rng), plan, steps_per_epoch=1), plan, at_step=0)
-        pre = self._convert(skeleton, random_x, qat)
+        # a text model's .tflite carries its projector (effkeras.deploy.text_sketch reads it)
+        projector = hypermodel.projector(hp) if hasattr(hypermodel, "projector") else None
+        pre = self._convert(skeleton, random_x, qat, projector)
         figures = measure_tflite(pre, self.constraints)
         reasons = self.constraints.check(figures)
         record.update(precheck=figures, precheck_seconds=round(time.monotonic() - t0, 2))
@@ -196,7 +198,7 @@ class BoardTuner(keras_tuner.Tuner):
             trained = quantize_model(trained, calibration_data=calibration)
             if self.qat_epochs:
                 self._fit(trained, x, y, self.qat_epochs, None, qat=True)
-        tflite = self._convert(trained, calibration, qat)
+        tflite = self._convert(trained, calibration, qat, projector)
         final = measure_tflite(tflite, self.constraints)
         reasons = self.constraints.check(final)
         from effkeras.runtime import LiteRTRunner
@@ -213,7 +215,7 @@ class BoardTuner(keras_tuner.Tuner):
         self._save_record(trial_dir, record)
         return self._metrics(int8_acc, final, feasible=not reasons)
 
-    def _convert(self, model: Any, calibration: np.ndarray, qat: bool) -> bytes:
+    def _convert(self, model: Any, calibration: np.ndarray, qat: bool, projector: Any = None) -> bytes:
         from effkeras.convert import to_tflite
 
         if qat and not _is_qat(model):
@@ -221,7 +223,7 @@ class BoardTuner(keras_tuner.Tuner):
 
             model = quantize_model(model, calibration_data=calibration)
         return to_tflite(model, quantize="int8", representative_data=calibration, io_dtype="int8",
-                         strip_names=True)
+                         strip_names=True, projector=projector)
 
     def _fit(self, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, plan: dict | None,
              qat: bool = False) -> None:
