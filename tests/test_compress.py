@@ -8,6 +8,8 @@ library with a message that says what it needs.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,63 @@ def test_cluster_filters_refuses_bad_arguments(plain):
     every = [op.index for op in read_tflite(int8).ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
     with pytest.raises(ConversionError, match="no int8 filter"):
         cluster_filters(int8, 8, keep=every)
+
+
+# ---- sketches refuse a compressed file before writing anything ----------------------------
+
+
+def test_sketch_refuses_compressed_file_and_writes_nothing(files, tmp_path):
+    from effkeras.deploy import arduino_sketch
+
+    _, int8, packed = files
+    decoded = [read_tflite(packed).tensors[op.outputs[0]].name
+               for op in read_tflite(packed).ops if op.name == DECODE_OP]
+    path = tmp_path / "packed.tflite"
+    path.write_bytes(packed)
+    out = tmp_path / "packed_sketch"
+    with pytest.raises(UnsupportedOpsError) as info:
+        arduino_sketch(str(path), out)
+    msg = str(info.value)
+    assert info.value.ops == [DECODE_OP]
+    assert str(path) in msg and "compressed" in msg and "2 TFLM_DECODE" in msg
+    assert all(repr(name) in msg for name in decoded)
+    assert "Arduino_TensorFlowLite library 2.4.0-ALPHA" in msg and "no DECODE kernel" in msg
+    assert "without --compress" in msg and "int4" in msg and "AddDecode" in msg
+    assert not out.exists()
+    # an existing folder with force=True is left as it was
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(UnsupportedOpsError, match="compressed"):
+        arduino_sketch(packed, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    # the uncompressed twin still makes a sketch
+    info_ok = arduino_sketch(int8, tmp_path / "plain_sketch")
+    assert os.path.exists(info_ok.ino_path) and DECODE_OP not in info_ok.ops
+
+
+def test_text_sketch_refuses_compressed_file_first(files, tmp_path):
+    from effkeras.deploy import text_sketch
+
+    _, _, packed = files
+    out = tmp_path / "text_sketch"
+    # refused for compression before it is told that the file stores no projector
+    with pytest.raises(UnsupportedOpsError, match="is compressed.*without --compress"):
+        text_sketch(packed, out)
+    assert not out.exists()
+
+
+def test_cli_sketch_refuses_compressed_file_with_exit_2(files, tmp_path, capsys):
+    from effkeras.cli import main
+
+    _, int8, packed = files
+    path, plain = tmp_path / "packed.tflite", tmp_path / "plain.tflite"
+    path.write_bytes(packed)
+    plain.write_bytes(int8)
+    out = tmp_path / "cli_sketch"
+    assert main(["sketch", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "effkeras: error:" in err and str(path) in err and "TFLM_DECODE" in err
+    assert "without --compress" in err and "no DECODE kernel" in err
+    assert not out.exists()
+    assert main(["sketch", str(plain), "--out", str(out)]) == 0
+    assert (out / "cli_sketch.ino").exists()

@@ -19,7 +19,9 @@
   which the library defines only for the Nano 33 BLE) and ``README.md`` (install, compile,
   flash, protocol).
 
-The model is checked first: ops TFLM lacks raise :class:`UnsupportedOpsError`, a model or
+The model is checked first: a file the 2023 Arduino library cannot run (LUT-compressed
+with ``TFLM_DECODE`` operators, :func:`effkeras.convert.compress.compress_tflite`) raises
+:class:`UnsupportedOpsError` (:func:`check_arduino_library`), ops TFLM lacks raise :class:`UnsupportedOpsError`, a model or
 arena too large for the board raises :class:`BoardFitError`. Only the arena measurement
 runs TFLM (the tflite-micro package); nothing here imports TensorFlow.
 """
@@ -209,6 +211,40 @@ def _fixed_input(inp: TensorInfo, sample: Any) -> np.ndarray:
             )
         real = real.reshape(inp.shape)
     return np.ascontiguousarray(quantize(real, inp).astype(inp.numpy_dtype).reshape(inp.shape))
+
+
+def check_arduino_library(model: TFLiteModel) -> None:
+    """Refuse a file the 2023 Arduino_TensorFlowLite library cannot run, before any file is written.
+
+    The sketches build against that library (2.4.0-ALPHA, in ``../shared/tflm``); it has no
+    DECODE kernel, so a LUT-compressed file (``compress_tflite``, ``to_tflite(...,
+    compress=True)``, ``effkeras convert --compress``) would only fail on the board. The
+    test is :func:`effkeras.convert.compress.check_tflm_library`; this adds the file, the
+    decoded tensors and what to do. There is no override: effkeras writes sketches for the
+    2023 library only.
+
+    Raises:
+        UnsupportedOpsError: the file needs a newer TFLM (``.ops`` names what it needs).
+    """
+    from effkeras.convert.compress import DECODE_OP, check_tflm_library, tflm_requirements
+
+    try:
+        check_tflm_library(model, "arduino-2023")
+    except UnsupportedOpsError as exc:
+        req = tflm_requirements(model)
+        if not (req.decode_ops or req.legacy_compression):
+            raise UnsupportedOpsError(f"{model.source}: no sketch written. {exc}", exc.ops) from None
+        decoded = [model.tensors[op.outputs[0]].name for op in model.ops
+                   if op.is_custom and op.name == DECODE_OP and op.outputs]
+        tensors = f" (decoding {', '.join(repr(n) for n in decoded)})" if decoded else ""
+        raise UnsupportedOpsError(
+            f"{model.source} is compressed{tensors}, so no sketch was written. {exc} For "
+            f"a sketch, export it without --compress, e.g. with int4 weights (effkeras "
+            f"convert --int4, to_tflite(..., int4=True)), which the 2023 library runs; with "
+            f"an upstream TFLM, register MicroMutableOpResolver::AddDecode() in your own "
+            f"sketch (effkeras's sketches target the 2023 library).",
+            exc.ops,
+        ) from None
 
 
 def _check_sketch_name(path: str) -> str:
@@ -430,7 +466,9 @@ def arduino_sketch(
 
     Raises:
         OutputExistsError: ``out_dir`` exists and ``force`` is False.
-        UnsupportedOpsError: TFLM has no kernel for some op (``.ops`` names them).
+        UnsupportedOpsError: TFLM has no kernel for some op (``.ops`` names them), or the
+            file is LUT-compressed (``TFLM_DECODE``), which the 2023 Arduino library cannot
+            run (:func:`check_arduino_library`); nothing is written then.
         BoardFitError: the model (plus the runtime) exceeds the board's flash, or the
             arena its RAM; the message says by how many bytes.
         InvalidModelError: the model is not one the sketch can feed (several inputs,
@@ -446,6 +484,7 @@ def arduino_sketch(
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExistsError(f"{out_dir} exists and is not a folder; choose another path.")
     model = read_tflite(tflite)
+    check_arduino_library(model)
     board_obj = get_board(board)
     missing = tflm_unsupported_ops(model)
     if missing:

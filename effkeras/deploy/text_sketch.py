@@ -51,6 +51,7 @@ from effkeras.deploy.arduino import (
     _check_sketch_name,
     _token,
     arduino_sketch,
+    check_arduino_library,
 )
 from effkeras.deploy.c_featurizer import CONFIG_HEADER, c_sources, config_header
 from effkeras.deploy.featurizer import (
@@ -324,6 +325,7 @@ def text_sketch(
             f"Received: {type(projector).__name__}"
         )
     model = read_tflite(tflite)
+    check_arduino_library(model)  # a compressed file is refused before the projector checks
     if len(model.inputs) != 1 or not model.outputs:
         raise InvalidModelError(
             f"The text sketch feeds models with one input. Received: {len(model.inputs)} inputs"
