@@ -213,12 +213,10 @@ def cmd_carray(args) -> int:
 def cmd_sketch(args) -> int:
     from effkeras.convert import read_tflite
     from effkeras.deploy import arduino_sketch, text_sketch
-    from effkeras.deploy.arduino import check_arduino_library
     from effkeras.deploy.featurizer import read_projector
 
     _require_file(args.model, ".tflite")
     model = read_tflite(args.model)
-    check_arduino_library(model)  # a --compress file: refused (exit 2) before --out is touched
     projector = read_projector(model)
     if projector is None and args.max_text_bytes is not None:
         raise CLIError(
