@@ -312,3 +312,11 @@ def test_cli_text_and_image_mismatch_exits_2(tmp_path, capsys, args, needle):
     rc = main(["tune", *args, "--board", "nano33ble", "--out", str(tmp_path / "new")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_cli_text_search_on_empty_sms_file_exits_2(tmp_path, capsys):
+    (tmp_path / "SMSSpamCollection").write_text("", encoding="utf-8")
+    rc = main(["tune", "--dataset", "sms_spam", "--data-dir", str(tmp_path), "--model", "sgnn",
+               "--board", "nano33ble", "--max-trials", "1", "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "too few training samples" in err and "Received: 0 samples" in err

@@ -115,6 +115,10 @@ def load_data(config: SearchConfig):
     """(x_train, y_train, x_val, y_val, dataset) of a config."""
     ds = load_search_dataset(config.dataset, config.data_dir, config.limit_train)
     n_val = max(1, int(round(len(ds.x_train) * VALIDATION_FRACTION)))
+    if len(ds.x_train) - n_val < 1 and config.limit_train is None:
+        raise EffkerasError(f"The {config.dataset} data has too few training samples to split off a "
+                            f"validation set (at least 2 needed). Received: {len(ds.x_train)} "
+                            f"samples from data_dir={config.data_dir!r}")
     if len(ds.x_train) - n_val < 1:
         raise EffkerasError(f"--limit-train leaves no training data after the validation split. "
                             f"Received: limit_train={config.limit_train}")
