@@ -70,6 +70,37 @@ def test_centroid_initializations():
     assert np.isin(km, v.astype(np.float32)).all() and len(set(km)) == 5
 
 
+def _sse(v: np.ndarray, c: np.ndarray) -> float:
+    return float(np.sum(np.min((v[:, None] - c[None].astype(np.float64)) ** 2, axis=1)))
+
+
+def test_kmeans_init_is_lloyds_fixed_point_from_the_kmeans_plus_plus_seeds():
+    v = np.concatenate([np.random.default_rng(1).normal(m, 0.1, 200) for m in (-2, -1, 0, 1.5, 3)])
+    seeds = initial_centroids(v, 5, CentroidInitialization.KMEANS_PLUS_PLUS)
+    km = initial_centroids(v, 5, "kmeans")
+    assert _sse(v, km) < _sse(v, seeds)
+    assert np.all(np.diff(km) > 0)
+    # a fixed point: every centroid is the mean of the weights nearest to it
+    nearest = np.argmin(np.abs(v[:, None] - km[None]), axis=1)
+    for i, c in enumerate(km):
+        assert abs(v[nearest == i].mean() - c) < 1e-5
+    np.testing.assert_array_equal(km, initial_centroids(v, 5, CentroidInitialization.KMEANS))  # seeded
+    # fewer distinct values than centroids: every value is a centroid, nothing is NaN
+    few = initial_centroids(np.array([0.5, 0.5, -1.0]), 4, CentroidInitialization.KMEANS)
+    assert np.isfinite(few).all() and {-1.0, 0.5} <= set(few.tolist())
+
+
+def test_kmeans_init_clusters_a_kernel_closer_than_the_tfmot_seeds():
+    model = _model()
+    err = {}
+    for init in (CentroidInitialization.KMEANS_PLUS_PLUS, CentroidInitialization.KMEANS):
+        clustered = cluster_weights(model, number_of_clusters=K, cluster_centroids_init=init,
+                                    cluster_per_channel=True)
+        layer = clustered.get_layer("cluster_conv")
+        err[init] = float(np.sum((layer.clustered_weights()[0] - _kernel(model, "conv")) ** 2))
+    assert err[CentroidInitialization.KMEANS] < err[CentroidInitialization.KMEANS_PLUS_PLUS]
+
+
 @pytest.mark.parametrize("init", list(CentroidInitialization))
 def test_every_init_clusters_each_kernel_to_k_values(init):
     model = _model()

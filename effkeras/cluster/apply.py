@@ -89,7 +89,9 @@ def cluster_weights(
         number_of_clusters: centroids per kernel, at least 2. With ``layer_params`` on a
             model it may be None: then only the layers named there are clustered.
         cluster_centroids_init: :class:`CentroidInitialization` ``KMEANS_PLUS_PLUS``
-            (default), ``LINEAR``, ``DENSITY_BASED`` or ``RANDOM``.
+            (default, tfmot's: k-means++ seeds), ``KMEANS`` (those seeds refined by
+            Lloyd's iterations; not in tfmot, a better start), ``LINEAR``,
+            ``DENSITY_BASED`` or ``RANDOM``.
         preserve_sparsity: keep exact zeros at zero (cluster a pruned, stripped model).
         cluster_per_channel: one set of centroids per output channel.
         layer_params: models only: ``{layer name: number_of_clusters | {argument: value}

@@ -11,6 +11,16 @@ numpy on the weight's values when the wrapper is built:
   seed: each next centroid is a weight drawn with probability proportional to its
   squared distance to the nearest centroid so far.
 
+And one tfmot does not have:
+
+- ``KMEANS``: those k-means++ seeds refined by Lloyd's iterations until no weight changes
+  cluster (what ``sklearn.cluster.KMeans`` does): the centroids start at a local minimum of
+  the squared error instead of at sampled weights. tfmot's ``KMEANS_PLUS_PLUS`` stops at
+  the seeds, and fine-tuning has to make up the difference: the MLPerf Tiny ResNet-8 of
+  tflite_models/mcu, clustered to 8 centroids per output channel (16 on the first and
+  last layers), scores 50.4% on the 10,000 CIFAR-10 JPEG test images with the seeds and
+  79.0% with ``KMEANS``, against 83.4% unclustered, before any training.
+
 Training then moves the centroids (see :class:`~effkeras.cluster.ClusterWeights`).
 """
 
@@ -35,6 +45,7 @@ class CentroidInitialization(str, enum.Enum):
     RANDOM = "RANDOM"
     DENSITY_BASED = "DENSITY_BASED"
     KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"
+    KMEANS = "KMEANS"
 
     def __str__(self) -> str:
         return self.value
@@ -81,7 +92,32 @@ def initial_centroids(
         c = np.quantile(v, np.linspace(0.0, 1.0, number))
     else:
         c = _kmeans_plus_plus(v, number, np.random.default_rng(seed))
+        if init is CentroidInitialization.KMEANS:
+            c = _lloyd(v, c)
     return np.sort(c).astype(np.float32)
+
+
+#: Lloyd iterations at most for ``KMEANS`` (1-D k-means converges in far fewer).
+LLOYD_ITERATIONS = 300
+
+
+def _lloyd(v: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Lloyd's k-means in 1-D from ``seeds``: each weight joins its nearest centroid (the
+    boundaries are the midpoints of the sorted centroids), each centroid moves to its members'
+    mean; until the assignment stops changing. A centroid left with no member stays put."""
+    x = np.sort(v)
+    c = np.sort(np.asarray(seeds, np.float64))
+    labels = None
+    for _ in range(LLOYD_ITERATIONS):
+        new = np.searchsorted((c[1:] + c[:-1]) / 2.0, x)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        sums = np.bincount(labels, weights=x, minlength=c.size)
+        sizes = np.bincount(labels, minlength=c.size)
+        c = np.where(sizes > 0, sums / np.maximum(sizes, 1), c)
+        c = np.sort(c)
+    return c
 
 
 def _kmeans_plus_plus(v: np.ndarray, number: int, rng: np.random.Generator) -> np.ndarray:
