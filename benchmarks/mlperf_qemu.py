@@ -55,10 +55,6 @@ INSTRUCTIONS_PER_TICK = 40
 CMSIS_SYMBOL = re.compile(r"\barm_(convolve|depthwise_conv|fully_connected|avgpool|max_pool|"
                           r"softmax|elementwise_add|nn_mat_mult)\w*")
 PROFILE_LINE = re.compile(r"^efkprof (\d+) (\S+) (\d+)$")
-#: Inputs larger than this are not sent with RUN: the hex of a 96x96x3 image (55 KB) does not
-#: get through the emulated UART within the serial client's 5 s write timeout. Those
-#: models are checked by the fixed-input argmax only (the sketch's against host TFLM's).
-MAX_COMPARE_BYTES = 8192
 
 
 def op_names(model: TFLiteModel) -> list[str]:
@@ -133,10 +129,8 @@ def run_whole(model: TFLiteModel, elf: str, runs: int, warmup: int, compare: int
     """Median instructions per inference (sketch BENCH) and the outputs against LiteRT."""
     from effkeras.runtime.litert import LiteRTRunner
 
-    in_bytes = int(np.prod(model.inputs[0].shape)) * np.dtype(model.inputs[0].numpy_dtype).itemsize
-    skipped = compare and in_bytes > MAX_COMPARE_BYTES
-    if skipped:
-        compare = 0
+    # Every input size is compared: the serial client gives a RUN payload the time its size
+    # needs (a 96x96x3 image is 55 KB of hex; see effkeras.bench.serial_board.BoardClient.send).
     x = default_inputs(model, compare)
     with QemuBoard(elf) as qemu:
         out = run_serial(model, qemu.port, runs, warmup, timeout=timeout,
@@ -146,9 +140,6 @@ def run_whole(model: TFLiteModel, elf: str, runs: int, warmup: int, compare: int
                            "instructions_min": min(samples), "instructions_max": max(samples),
                            "runs": len(samples), "arena_used": int(out["info"]["arena_used"]),
                            "fixed_input_argmax": out["argmax"], "expected_argmax": out["expected_argmax"]}
-    if skipped:
-        row["compare_skipped"] = (f"input of {in_bytes:,} B is over {MAX_COMPARE_BYTES:,} B: not sent "
-                                  "over the emulated UART; fixed-input argmax checked only")
     if compare:
         out_t = model.outputs[0]
         outputs = [np.frombuffer(r["out"], dtype=out_t.numpy_dtype) for r in out["results"]]

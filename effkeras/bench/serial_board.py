@@ -14,10 +14,16 @@ The steps:
    inference and ``BENCH_DONE``; indices must come in order.
 
 Nothing waits forever: each line has ``timeout`` seconds to arrive (:class:`DeviceError`
-"timed out"), the handshake has ``handshake_timeout`` seconds in all, more than
-:data:`MAX_GARBAGE_LINES` unusable lines in a row (wrong baud rate, another program on the
-port) raise, a protocol line that does not parse raises, and a port that disappears
-(unplugged board) raises. The port is always closed.
+"timed out"); a write goes out in :data:`WRITE_CHUNK`-byte pieces, each of which must be
+taken within ``timeout`` seconds, the whole within ``timeout`` plus :data:`TRANSFER_SLACK`
+times its line time at the baud rate (:func:`transfer_seconds`), so that a large ``RUN``
+payload (a 96x96x3 int8 input is 55 KB of hex: 4.8 s at 115200 baud, and an emulated UART
+on a busy machine may be slower) gets the time its size needs, while a board that stopped
+reading still fails, naming the size and the limits. The handshake has
+``handshake_timeout`` seconds in all, more than :data:`MAX_GARBAGE_LINES` unusable lines
+in a row (wrong baud rate, another program on the port) raise, a protocol line that does
+not parse raises, and a port that disappears (unplugged board) raises. The port is always
+closed.
 
 ``pyserial`` is imported only here (``pip install effkeras[boards]``).
 """
@@ -38,13 +44,24 @@ HANDSHAKE_RETRY_S = 1.0
 MAX_GARBAGE_LINES = 50
 #: Consecutive non-protocol (log) lines tolerated while waiting for one answer.
 MAX_LOG_LINES = 500
+#: Bytes handed to the port per write call: progress is checked between pieces.
+WRITE_CHUNK = 1024
+#: A payload may take this many times its line time (10 bits a byte at the baud rate) on
+#: top of ``timeout``: a USB board is faster than its nominal baud rate, the QEMU UART
+#: (one character per main-loop turn of the emulator) may be slower on a busy host.
+TRANSFER_SLACK = 2.0
+
+
+def transfer_seconds(n_bytes: int, baud: int = protocol.BAUD) -> float:
+    """Seconds ``n_bytes`` take on the wire at ``baud`` (8N1: 10 bits a byte)."""
+    return n_bytes * 10.0 / baud
 
 
 class _LineTimeout(DeviceError):
     """No line arrived in time (internal: the handshake retries on it)."""
 
 
-def _open(port: str, baud: int, read_timeout: float):
+def _open(port: str, baud: int, read_timeout: float, write_timeout: float):
     try:
         import serial
     except ImportError:
@@ -54,8 +71,9 @@ def _open(port: str, baud: int, read_timeout: float):
     try:
         if "://" in port:  # socket://host:port (QEMU, ser2net), rfc2217://...
             return serial.serial_for_url(port, baudrate=baud, timeout=read_timeout,
-                                         write_timeout=5)
-        return serial.Serial(port, baudrate=baud, timeout=read_timeout, write_timeout=5)
+                                         write_timeout=write_timeout)
+        return serial.Serial(port, baudrate=baud, timeout=read_timeout,
+                             write_timeout=write_timeout)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise DeviceError(
             f"Could not open serial port {port!r}: {exc}. Check the port name (ls /dev/tty* or "
@@ -70,13 +88,16 @@ class BoardClient:
         port: the serial device (``/dev/ttyACM0``, ``COM3``, a pty path).
         baud: :data:`effkeras.deploy.protocol.BAUD` unless the sketch was changed.
         timeout: seconds a single expected line may take (per inference: keep it above
-            the slowest inference).
+            the slowest inference); also the longest a write may make no progress. A
+            write's total limit and the wait for the answer to ``RUN`` add
+            :data:`TRANSFER_SLACK` x the payload's line time (see :meth:`send`).
     """
 
     def __init__(self, port: str, baud: int = protocol.BAUD, timeout: float = 10.0):
         self.port = port
+        self.baud = int(baud)
         self.timeout = float(timeout)
-        self._serial = _open(port, baud, read_timeout=0.05)
+        self._serial = _open(port, baud, read_timeout=0.05, write_timeout=self.timeout)
         self._buf = b""
         self.log: list[str] = []
         self.garbage_seen = False
@@ -94,11 +115,48 @@ class BoardClient:
         self.close()
 
     # ---- raw lines ---------------------------------------------------------------
-    def send(self, text: str | bytes) -> None:
+    def transfer_allowance(self, n_bytes: int) -> float:
+        """Seconds allowed for ``n_bytes`` beyond ``timeout``: :data:`TRANSFER_SLACK` x
+        their line time at this port's baud rate."""
+        return TRANSFER_SLACK * transfer_seconds(n_bytes, self.baud)
+
+    def send(self, text: str | bytes, what: str = "a command") -> None:
+        """Write ``text`` in :data:`WRITE_CHUNK`-byte pieces, then flush.
+
+        Each piece must be taken within ``timeout`` seconds (the port's write timeout: a
+        board that stopped reading), and the whole within ``timeout`` +
+        :meth:`transfer_allowance`; either limit raises :class:`DeviceError` naming
+        ``what``, the size, the bytes taken and the limits.
+        """
+        data = text if isinstance(text, bytes) else text.encode("ascii")
+        budget = self.timeout + self.transfer_allowance(len(data))
+        start = time.monotonic()
+        sent = 0
+
+        def too_slow(reason: str) -> DeviceError:
+            return DeviceError(
+                f"Sending {what} ({len(data):,} bytes) to {self.port} timed out after "
+                f"{time.monotonic() - start:.1f} s with {sent:,} bytes taken: {reason}. At "
+                f"{self.baud} baud it needs {transfer_seconds(len(data), self.baud):.1f} s; "
+                f"the limits are {self.timeout:g} s without progress and {budget:.1f} s in all "
+                f"(timeout {self.timeout:g} s + {TRANSFER_SLACK:g} x the line time). Is the "
+                f"effkeras sketch still running and reading? A slower link (an emulator on a "
+                f"busy machine) needs a larger timeout (timeout=..., effkeras bench --timeout)."
+            )
+
         try:
-            self._serial.write(text if isinstance(text, bytes) else text.encode("ascii"))
+            while sent < len(data):
+                if time.monotonic() - start > budget:
+                    raise too_slow(f"over the {budget:.1f} s limit")
+                chunk = data[sent:sent + WRITE_CHUNK]
+                n = self._serial.write(chunk)
+                sent += len(chunk) if n is None else int(n)
             self._serial.flush()
+        except DeviceError:
+            raise
         except Exception as exc:  # SerialException, SerialTimeoutException, OSError
+            if type(exc).__name__ == "SerialTimeoutException":
+                raise too_slow(f"the board took no more within {self.timeout:g} s") from None
             raise DeviceError(
                 f"Writing to {self.port} failed ({exc}); the board was disconnected?"
             ) from None
@@ -205,9 +263,29 @@ class BoardClient:
 
     def run(self, raw_input: bytes, output_bytes: int | None = None) -> dict[str, Any]:
         """``RUN`` with the input tensor's raw bytes: the parsed RESULT line (``out`` holds
-        the output tensor's raw bytes; checked to be ``output_bytes`` long when given)."""
-        self.send(protocol.run_command(raw_input))
-        msg = self.read_message(("RESULT",), time.monotonic() + self.timeout, "the RESULT line")
+        the output tensor's raw bytes; checked to be ``output_bytes`` long when given).
+
+        The payload (2 hex digits a byte) is sent with :meth:`send`; the RESULT line may
+        take ``timeout`` + :meth:`transfer_allowance` after the last byte was written (the
+        port's, the OS's and an emulator's buffers may still hold part of it)."""
+        payload = protocol.run_command(raw_input)
+        what = f"RUN with the {len(raw_input):,}-byte input as hex"
+        self.send(payload, what=what)
+        try:
+            msg = self.read_message(
+                ("RESULT",), time.monotonic() + self.timeout + self.transfer_allowance(len(payload)),
+                "the RESULT line")
+        except DeviceError as exc:
+            if "msg=run_timeout" not in str(exc):
+                raise
+            raise DeviceError(
+                f"{exc} The board stopped waiting for the {len(payload):,} bytes of {what} "
+                f"({transfer_seconds(len(payload), self.baud):.1f} s at {self.baud} baud). "
+                f"Older generated sketches allow {protocol.RUN_TIMEOUT_MS / 1000:g} s for the "
+                f"whole payload, current ones {protocol.RUN_TIMEOUT_MS / 1000:g} s between two "
+                f"characters: regenerate and upload the sketch (effkeras sketch MODEL --out "
+                f"DIR)."
+            ) from None
         if output_bytes is not None and len(msg["out"]) != output_bytes:
             raise DeviceError(f"RESULT from {self.port} carries {len(msg['out'])} output bytes, "
                               f"expected {output_bytes}.")

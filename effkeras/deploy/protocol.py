@@ -9,9 +9,13 @@ Host -> board commands:
 - ``BENCH <n>`` (1 <= n <= :data:`MAX_BENCH`) -> n ``BENCH`` lines, one per inference on
   the sketch's fixed input, then one ``BENCH_DONE`` line.
 - ``RUN`` then the input tensor's raw bytes as hex (``2 * input_bytes`` hex digits; spaces
-  and newlines between them are ignored; must arrive within :data:`RUN_TIMEOUT_MS`) ->
-  one ``RESULT`` line. A non-hex character ends the payload with ``EFK ERROR msg=bad_hex``
-  and the rest of its line is dropped.
+  and newlines between them are ignored) -> one ``RESULT`` line. The sketch decodes the
+  digits as they come (no line buffer: any input size) and gives up with
+  ``EFK ERROR msg=run_timeout`` when no character arrives for :data:`RUN_TIMEOUT_MS`
+  (sketches generated before this rule allowed that long for the whole payload). The
+  host writes it in pieces with a time limit scaled to its size
+  (:meth:`effkeras.bench.serial_board.BoardClient.send`). A non-hex character ends the
+  payload with ``EFK ERROR msg=bad_hex`` and the rest of its line is dropped.
 - ``DEMO 0`` / ``DEMO 1`` -> stop / restart the periodic demo inference; answered with
   ``EFK OK cmd=DEMO``.
 
