@@ -47,10 +47,14 @@ unsigned int line_length = 0;
 bool line_overflow = false;
 bool skip_to_newline = false;  // after a bad RUN payload: drop the rest of its line
 
-// RUN state: reading 2 * kInputBytes hex digits into the input tensor.
+// RUN state: reading 2 * kInputBytes hex digits into the input tensor. The payload is
+// decoded as it arrives (no line buffer), so its size is only the input tensor's; the
+// timeout counts from the last character received, so a large input at a slow baud rate
+// has all the time it needs as long as characters keep coming.
 bool run_pending = false;
+bool run_progress = false;  // a payload character arrived since loop() last looked
 unsigned int run_nibbles = 0;
-unsigned long run_started_ms = 0;
+unsigned long run_last_ms = 0;
 }  // namespace
 
 // ---- Protocol output: "EFK <TYPE> key=value ..." (see README.md) ----------------------
@@ -293,6 +297,7 @@ int HexValue(int c) {
 
 // Feeds one character of the RUN payload; whitespace between hex digits is ignored.
 void RunPayloadChar(int c) {
+  run_progress = true;
   if (c == ' ' || c == '\r' || c == '\n' || c == '\t') return;
   const int value = HexValue(c);
   if (value < 0) {
@@ -330,8 +335,9 @@ void HandleCommand(char* command) {
     RunBenchmark(count);
   } else if (strcmp(command, "RUN") == 0) {
     run_pending = true;
+    run_progress = false;
     run_nibbles = 0;
-    run_started_ms = millis();
+    run_last_ms = millis();
   } else if (strcmp(command, "DEMO 0") == 0 || strcmp(command, "DEMO 1") == 0) {
     demo_enabled = command[5] == '1';
     BeginLine("OK");
@@ -475,9 +481,15 @@ void setup() {
 // The name of this function is important for Arduino compatibility.
 void loop() {
   ReadSerial();
-  if (run_pending && millis() - run_started_ms > kRunTimeoutMs) {
-    run_pending = false;
-    SendError("run_timeout");
+  if (run_pending) {
+    const unsigned long now = millis();
+    if (run_progress) {
+      run_progress = false;
+      run_last_ms = now;
+    } else if (now - run_last_ms > kRunTimeoutMs) {
+      run_pending = false;
+      SendError("run_timeout");
+    }
   }
   if (setup_error == nullptr && demo_enabled && !run_pending &&
       millis() - last_demo_ms >= kDemoIntervalMs) {
