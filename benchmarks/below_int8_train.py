@@ -26,8 +26,12 @@ uncompressed twin, and the tflite-micro package's interpreter must give the two 
 The 2023 Arduino library has no DECODE kernel: the twin (the same graph, uncompressed) gives
 the emulated board's instructions and arena.
 
-    .venv/bin/python benchmarks/below_int8_train.py --epochs 6 --results benchmarks/results/below_int8_train.json
+    .venv/bin/python benchmarks/below_int8_train.py --epochs 8 --results benchmarks/results/below_int8_train.json
     .venv/bin/python benchmarks/below_int8_train.py --quick     # smoke: 512 training images, 1 epoch
+
+Both sides run one after the other unless ``--no-tfmot`` (effkeras only) or ``--tfmot``
+(tfmot only); ``--merge RUN.json ...`` writes one results file from runs made apart (in
+parallel), each of which leaves ``run_effkeras.json`` / ``run_tfmot.json`` in its ``--out``.
 """
 
 from __future__ import annotations
@@ -434,6 +438,26 @@ def run_tfmot(args) -> dict:
     return {"rows": rows, "info": info}
 
 
+def add_host_figures(runs: list[dict], args) -> None:
+    """Each row's XNNPACK accuracy (LiteRT's default kernels, as the int8 file's 83.24% was
+    measured) and the host TFLM arena of its compressed file and its twin (tflite-micro
+    package, 64-bit), from the files each run left in its ``--out``."""
+    from effkeras.runtime import LiteRTRunner
+    from effkeras.runtime.tflm import measure_arena
+
+    _, _, xte, yte = load_cifar(args.data, os.path.join(args.out, "cifar10_u8.npz"), None, args.test)
+    for run in runs:
+        for r in run["rows"]:
+            twin = os.path.join(run["args"]["out"], f"{r['name']}_twin.tflite")
+            compressed = os.path.join(run["args"]["out"], f"{r['name']}_compressed.tflite")
+            if not os.path.isfile(twin):
+                continue
+            out = LiteRTRunner(twin, num_threads=2).predict(scale(xte))
+            r["accuracy_xnnpack"] = float(np.mean(np.argmax(out.reshape(len(yte), -1), -1) == yte))
+            r["host_arena_twin"] = measure_arena(twin)
+            r["host_arena_compressed"] = measure_arena(compressed)
+
+
 WHAT = {
     "cluster8_16_ft_ptq": "effkeras: cluster_weights k=8/channel (16 first/last), fine-tuned, strip, int8 PTQ",
     "cluster8_16_ft_cqat": "effkeras: the same, then 1 epoch cluster-preserving QAT (PreserveClusters)",
@@ -460,13 +484,16 @@ def markdown(runs: list[dict], command: str, seconds: float) -> tuple[str, list[
          "uncompressed twin. Board: the twin on QEMU mps2-an386 with the 2023 Arduino library (no DECODE kernel).",
          "",
          "| variant | bytes (compressed) | twin bytes | accuracy | points vs 83.24 | <= 49,248 B | within 0.5 | "
-         "TFLM compressed == twin | instructions / inference (twin) | arena (twin, target) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "accuracy (XNNPACK) | TFLM compressed == twin | host TFLM arena, compressed / twin | "
+         "instructions / inference (twin, board) | arena (twin, board) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, r in rows:
         b = r.get("twin_board")
+        xnn = f"{r['accuracy_xnnpack']:.2%}" if "accuracy_xnnpack" in r else "-"
+        arenas = (f"{r['host_arena_compressed']:,} / {r['host_arena_twin']:,}" if "host_arena_twin" in r else "-")
         L.append(f"| {_label(run, r)} | {r['bytes']:,} | {r['twin_bytes']:,} | {r['accuracy']:.2%} | "
                  f"{_pts(r['accuracy'])} | {'yes' if r['fits'] else 'no'} | {'yes' if r['within'] else 'no'} | "
-                 f"{'yes' if r['tflm_equal'] else 'NO'} | "
+                 f"{xnn} | {'yes' if r['tflm_equal'] else 'NO'} | {arenas} | "
                  + (f"{b['instructions_per_inference']:,.0f} | {b['arena_used_target']:,} |" if b else
                     f"{r.get('board_error', 'not run')} | - |"))
     L.append("")
@@ -522,7 +549,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--merge", nargs="+")
-    p.add_argument("--tfmot", action="store_true", help="run the tfmot side (alone) instead of effkeras")
+    p.add_argument("--tfmot", action="store_true", help="run the tfmot side alone")
+    p.add_argument("--no-tfmot", action="store_true", help="run the effkeras side alone")
     known, rest = p.parse_known_args(argv)
     command = "python benchmarks/below_int8_train.py " + " ".join(argv)
     args = parse(rest)
@@ -533,12 +561,16 @@ def main(argv=None) -> int:
             with open(path) as f:
                 runs.append(json.load(f))
     else:
-        out = run_tfmot(args) if known.tfmot else run(args)
-        runs = [{"args": {**vars(args), "tfmot": known.tfmot}, "command": command, **out}]
-        raw = os.path.join(args.out, "run.json")
-        with open(raw, "w") as f:
-            json.dump(runs[0], f, indent=1, default=str)
-        print(f"raw results: {raw}", flush=True)
+        runs = []
+        sides = ["tfmot"] if known.tfmot else ["effkeras"] if known.no_tfmot else ["effkeras", "tfmot"]
+        for side in sides:
+            out = run_tfmot(args) if side == "tfmot" else run(args)
+            runs.append({"args": {**vars(args), "tfmot": side == "tfmot"}, "command": command, **out})
+            raw = os.path.join(args.out, f"run_{side}.json")
+            with open(raw, "w") as f:
+                json.dump(runs[-1], f, indent=1, default=str)
+            print(f"raw results: {raw}", flush=True)
+    add_host_figures(runs, args)
     md, rows = markdown(runs, command.strip(), time.time() - started + sum(
         r["info"].get("seconds", 0) for r in runs if known.merge))
     print(md)
