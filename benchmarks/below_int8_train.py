@@ -476,7 +476,7 @@ def _label(run: dict, row: dict) -> str:
     return f"{what}; {loss}" if row["name"].startswith("cluster") else what
 
 
-def markdown(runs: list[dict], command: str, seconds: float) -> tuple[str, list[dict]]:
+def markdown(runs: list[dict], command: str, seconds: float, merged: bool = False) -> tuple[str, list[dict]]:
     rows = [(run, r) for run in runs for r in run["rows"]]
     L = [f"## {TITLE} (`{command}`)", "", *machine(), "",
          f"Target: <= {BUDGET:,} B and within {POINTS} point of {INT8_ACC:.2%} (the int8 file's own accuracy). "
@@ -507,14 +507,25 @@ def markdown(runs: list[dict], command: str, seconds: float) -> tuple[str, list[
                      f"{run['args']['lloyd']} Lloyd iterations {i['clustered_accuracy_before']:.2%}; after "
                      f"{i['epochs_run']} epochs of fine-tuning (float, stripped) {i['clustered_accuracy_after']:.2%}; "
                      f"{sum(e['s'] for e in ep) / max(len(ep), 1):.0f} s an epoch; run {i['seconds']:.0f} s. "
-                     f"Unique values a channel after strip: max {max(i['max_unique_per_channel'].values())}.")
+                     f"Unique values a channel after strip: max {max(i['max_unique_per_channel'].values())}."
+                     + (f" Command: `{run['command']}`." if run.get("command") else ""))
         if "child" in i or "returncode" in i:
             L.append(f"- tfmot child: `{i['command']}`, exit {i['returncode']}, {i['seconds']:.0f} s"
                      + (f"; error: {i['error'][-300:]!r}" if i.get("error") else "") + ".")
+    L += ["- Each compressed file needs TFLM's DECODE kernel, which the 2023 Arduino library lacks: the board "
+          "figures are its uncompressed twin's (same graph and values; the twin's flash is the int8 file's). In the "
+          "host TFLM (tflite-micro package) the compressed file needs a larger arena than its twin: DECODE writes "
+          "each filter out before its op runs.",
+          "- One training run (seed 0) a variant: the standard error of an accuracy on 10,000 test images is about "
+          "0.37 point, so differences below that between rows are not significant.",
+          "- tfmot starts from its KMEANS_PLUS_PLUS seeds (no Lloyd step; effkeras gives that step as "
+          "CentroidInitialization.KMEANS); its tf.lite export quantizes the classifier per channel, "
+          "which is why its files are about 1 kB larger."]
     for _, r in rows:
         if not r["twin_unchanged_by_cluster_filters"]:
             L.append(f"- {r['name']}: cluster_filters changed the int8 file (more than k values in a channel).")
-    L += ["", f"Run time: {seconds:.0f} s.", ""]
+    L += ["", (f"Run time: the runs' own times add up to {seconds:.0f} s (they ran side by side on the 2 cores)."
+               if merged else f"Run time: {seconds:.0f} s."), ""]
     return "\n".join(L), [r for _, r in rows]
 
 
@@ -572,7 +583,7 @@ def main(argv=None) -> int:
             print(f"raw results: {raw}", flush=True)
     add_host_figures(runs, args)
     md, rows = markdown(runs, command.strip(), time.time() - started + sum(
-        r["info"].get("seconds", 0) for r in runs if known.merge))
+        r["info"].get("seconds", 0) for r in runs if known.merge), merged=bool(known.merge))
     print(md)
     if args.results:
         results.save(args.results, results.build(
