@@ -207,8 +207,8 @@ def test_save_load_and_resume(tmp_path, data):
 def test_clear_errors():
     with pytest.raises(ClusteringError, match=r"Received: number_of_clusters=1"):
         cluster_weights(_model(), number_of_clusters=1)
-    with pytest.raises(ClusteringError, match=r"Received: cluster_centroids_init='kmeans'"):
-        cluster_weights(keras.layers.Dense(2), 4, cluster_centroids_init="kmeans")
+    with pytest.raises(ClusteringError, match=r"Received: cluster_centroids_init='kmeans\+\+'"):
+        cluster_weights(keras.layers.Dense(2), 4, cluster_centroids_init="kmeans++")
     with pytest.raises(ClusteringError, match="Cannot cluster layer 'bn'"):
         ClusterWeights(keras.layers.BatchNormalization(name="bn"), 4)
     with pytest.raises(ClusteringError, match="already clustered"):
