@@ -194,3 +194,72 @@ def test_family_from_scratch_is_full_int8_and_matches_litert(family):
     assert all(float(layer.range_seen) > 0 for layer in quantization_layers(qat)
                if hasattr(layer, "range_seen") and getattr(layer, "quantize_output", True))
     _assert_int8_matches(qat, x[:8], min_within=KNOWN_GAP.get(family, 0.99))
+
+
+def test_qat_fine_tuning_is_not_worse_than_ptq_of_the_same_float_model():
+    """Issue 20 item 2, second half: QAT fine-tuning from trained weights is not worse
+    than PTQ of the same float model, both scored as full-int8 files in LiteRT.
+
+    MobileNetV2 (alpha 0.35, 32x32, the issue's repro case; its own instance, so the
+    order of tests does not matter) is trained in float on the 1,437 sklearn digits
+    training images, then quantized twice from identical float weights: PTQ (calibrated
+    only) and QAT (calibrated, then 16 eager Adam 1e-4 steps). Both are scored on the
+    360 disjoint test images. BN momentum is set to 0.9 for the short float training so
+    the moving statistics (what PTQ and conversion use) follow the weights; the 0.999
+    lag is the subject of ``test_fine_tuning_a_float_model_does_not_blow_up``.
+
+    Tolerance: 3 points (11 of 360 images). Measured outside the suite with 4 float
+    epochs: float 78.6%, PTQ 77.8%, QAT 83.9/85.6/86.1% after 8/16/24 steps, so QAT
+    gains rather than loses; in this test (100 float steps) float 66.9%, PTQ 68.3%,
+    QAT 70.3%. The tolerance only absorbs a few images of rounding difference. A broken QAT (NaN gives a constant argmax: ~10%; collapsed ranges much
+    less than PTQ) fails both this and the floor of 40% (chance: 10%).
+    """
+    import keras
+
+    from effkeras.data import load_dataset
+
+    def up(a):
+        return np.repeat(np.repeat(np.repeat(a, 4, 1), 4, 2), 3, -1).astype("float32")
+
+    ds = load_dataset("digits")
+    x_tr, y_tr, x_te, y_te = up(ds.x_train), ds.y_train, up(ds.x_test), ds.y_test
+    model = _build("MobileNetV2")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    order = np.concatenate([rng.permutation(len(x_tr)) for _ in range(3)])
+    losses = _train(model, x_tr[order], y_tr[order], steps=100, lr=2e-3, batch=32)
+    assert np.all(np.isfinite(losses)), losses
+
+    def accuracy(probs):
+        return float(np.mean(np.argmax(probs, -1) == y_te))
+
+    float_acc = accuracy(model.predict(x_te, batch_size=120, verbose=0))
+    assert float_acc >= 0.4, f"float model not trained: {float_acc:.3f} on held-out digits"
+    weights = [np.copy(w) for w in model.get_weights()]
+    calibration = x_tr[:256]
+
+    def int8_accuracy(qmodel):
+        data = to_tflite(qmodel, quantize="int8")
+        parsed = read_tflite(data)
+        assert parsed.is_full_integer and not parsed.float_ops(), parsed.float_ops()
+        return accuracy(LiteRTRunner(data).predict(x_te))
+
+    ptq_acc = int8_accuracy(quantize_model(model, calibration_data=calibration))
+    # quantize_model must not have changed the float weights: QAT starts from the same ones
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
+    model.set_weights(weights)
+    qat = quantize_model(model, calibration_data=calibration)
+    keras.utils.set_random_seed(1)
+    fine = rng.permutation(len(x_tr))[:16 * 32]
+    losses = _train(qat, x_tr[fine], y_tr[fine], steps=16, lr=1e-4, batch=32)
+    assert np.all(np.isfinite(losses)), losses
+    qat_acc = int8_accuracy(qat)
+    print(f"float {float_acc:.4f} PTQ {ptq_acc:.4f} QAT {qat_acc:.4f}")
+    assert qat_acc >= 0.4, f"QAT int8 accuracy {qat_acc:.3f}: near chance (0.1), QAT broken"
+    assert qat_acc >= ptq_acc - 0.03, (
+        f"QAT int8 accuracy {qat_acc:.4f} is more than 3 points below PTQ {ptq_acc:.4f} "
+        f"(float {float_acc:.4f}) on {len(y_te)} held-out digits"
+    )
