@@ -50,13 +50,9 @@ sys.path.insert(0, HERE)
 import results  # noqa: E402
 from _machine import ROOT, default_data_dir  # noqa: E402
 from _machine import machine_lines as machine  # noqa: E402
+from below_int8 import BUDGET, INT8_ACC, MODEL, POINTS, _pts  # noqa: E402  (the same file and target)
 
 TITLE = "Below int8 with fine-tuning: the full ResNet-8 clustered, fine-tuned and LUT-compressed"
-MODEL = os.path.join(ROOT, "tflite_models", "mcu", "resnet8_full_int8.tflite")
-REFERENCE_BYTES = 98_496
-BUDGET = REFERENCE_BYTES // 2
-INT8_ACC = 0.8324
-POINTS = 0.5
 BATCH = 128
 WIDTHS = (16, 32, 64)
 
@@ -464,10 +460,6 @@ WHAT = {
     "tfmot_cluster_ptq": "tfmot (tf_keras): cluster_weights, same recipe, strip, int8 PTQ",
     "tfmot_cqat": "tfmot (tf_keras): the same, then 1 epoch CQAT (Default8BitClusterPreserveQuantizeScheme)",
 }
-
-
-def _pts(acc: float) -> str:
-    return f"{(acc - INT8_ACC) * 100:+.2f}"
 
 
 def _label(run: dict, row: dict) -> str:
