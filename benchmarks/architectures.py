@@ -146,6 +146,18 @@ def litert_accuracy(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(probs.argmax(-1) == y))
 
 
+def file_contents(data: bytes) -> dict[str, int]:
+    """Where an int8 file's bytes go: constant tensors, quantization parameters (a float32
+    scale and an int64 zero point per channel, the flatbuffer's types), tensor names, rest."""
+    from effkeras.convert import read_tflite
+
+    m = read_tflite(data)
+    const = sum(t.nbytes for t in m.tensors if t.is_constant)
+    quant = 12 * sum(len((t.to_dict().get("quantization") or {}).get("scales") or []) for t in m.tensors)
+    names = sum(len(t.name.encode()) for t in m.tensors)
+    return {"constants": const, "quantization": quant, "names": names, "rest": len(data) - const - quant - names}
+
+
 def float_ops(data: bytes) -> int:
     from effkeras.convert import read_tflite
 
@@ -278,9 +290,29 @@ def markdown(rows: list[dict], args, header: list[str]) -> str:
         out += ["Failures, as raised:", ""]
         out += [f"- {fam}, {'effkeras QAT' if k == 'qat' else 'tfmot QAT'}: `{e.replace('`', '')}`" for fam, k, e in errors]
         out += [""]
-    out += ["Training time per family (s): "
+    contents = [(r["family"], r["contents"]) for r in rows if r.get("contents")]
+    if contents:
+        out += ["Where the effkeras QAT int8 file's bytes go (the size ratio's floor is 0.25x only when the "
+                "weights are nearly all of the file):", "",
+                "| family | file KB | weights | quantization parameters | tensor names | rest |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for fam, c in contents:
+            total = sum(c.values())
+            out.append(f"| {fam} | {total / 1024:,.0f} | " + " | ".join(
+                f"{c[k] / total:.1%}" for k in ("constants", "quantization", "names", "rest")) + " |")
+        out += [""]
+    budget = rows[0]
+    out += [f"- Budget of this run: {budget['train']:,} training and {budget['test']:,} test images at "
+            f"{budget['size']} px, {budget['float_epochs']} float epochs and {budget['qat_epochs']} QAT epoch(s) "
+            "a family, on the machine above. At this budget the float models are far from trained, so the QAT "
+            "columns also include the extra training of the QAT epoch: a gain of QAT over PTQ here is not a "
+            "measure of quantization loss alone. Standard error of an accuracy on "
+            f"{budget['test']:,} images: up to {50 / budget['test'] ** 0.5:.1f} points.",
+            "- Training time per family (s): "
             + ", ".join(f"{r['family']} float {r['float_train_s']:.0f} / QAT {r.get('qat_s', 0):.0f} / "
                         f"tfmot {r.get('tfmot_s', 0):.0f}" for r in rows) + "."]
+    if getattr(args, "run_command", None):
+        out += [f"- The rows were measured by `{args.run_command}`."]
     return "\n".join(out) + "\n"
 
 
@@ -351,6 +383,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "build", "architectures"))
     p.add_argument("--resume", action="store_true", help="keep the families already in OUT")
     p.add_argument("--merge", action="store_true", help="only render the rows already in OUT")
+    p.add_argument("--run-command", help="with --merge: the command that measured the rows (for the notes)")
     p.add_argument("--quick", action="store_true", help="smoke: 2 families, 256/128 images, 1 epoch")
     p.add_argument("--results", help="write the results file here")
     p.add_argument("--one", help=argparse.SUPPRESS)
@@ -394,12 +427,19 @@ def main(argv=None) -> int:
             if not args.no_tfmot:
                 row.update(run_tfmot(family, args, args.out))
             row.update(time_files(family, args.out, args.runs))
+            qat_file = os.path.join(args.out, f"{family}_qat.tflite")
+            if os.path.isfile(qat_file):
+                row["contents"] = file_contents(open(qat_file, "rb").read())
             row["wall_s"] = round(time.time() - t0, 1)
             with open(done, "w") as f:
                 json.dump(row, f)
             print(json.dumps(row), flush=True)
     rows = [json.load(open(os.path.join(args.out, f"{f}.json"))) for f in FAMILIES
             if f in args.families and os.path.isfile(os.path.join(args.out, f"{f}.json"))]
+    for row in rows:
+        qat_file = os.path.join(args.out, f"{row['family']}_qat.tflite")
+        if "contents" not in row and os.path.isfile(qat_file):
+            row["contents"] = file_contents(open(qat_file, "rb").read())
     if not rows:
         print("architectures: error: no family finished", file=sys.stderr)
         return 1
