@@ -225,6 +225,31 @@ def run_family(args) -> dict:
     return row
 
 
+def run_control(args) -> dict:
+    """PTQ after one more float epoch: the float weights of ``args.control`` (FAMILY_weights.npz)
+    trained ``--qat-epochs`` more in float with what the QAT epoch used (the same flipped
+    images, Adam at ``--qat-lr``, batch), then converted with PTQ. QAT's epoch is also more
+    training; against this control, QAT - PTQ is the quantization effect alone."""
+    import keras
+
+    from effkeras.convert import to_tflite
+
+    family = args.control
+    data = np.load(args.npz)
+    x, y = scale_images(family, data["x_train"]), data["y_train"]
+    xt, yt = scale_images(family, data["x_test"]), data["y_test"]
+    model = build(keras, family, args.size)
+    problems = load_weights(model, np.load(os.path.join(args.out, f"{family}_weights.npz")))
+    if problems:
+        raise RuntimeError(f"{family}: saved float weights do not fit: {problems[:3]}")
+    t0 = time.time()
+    model.compile(keras.optimizers.Adam(args.qat_lr), "sparse_categorical_crossentropy", jit_compile=False)
+    model.fit(flipped(x, np.random.default_rng(1)), y, epochs=args.qat_epochs, batch_size=args.batch_size, verbose=0)
+    blob = to_tflite(model, quantize="int8", representative_data=x[:CALIBRATION])
+    return {"ptq_more_acc": litert_accuracy(blob, xt, yt), "ptq_more_float_acc": float(
+        np.mean(model.predict(xt, batch_size=256, verbose=0).argmax(-1) == yt)), "control_s": round(time.time() - t0, 1)}
+
+
 def run_tfmot(family: str, args, out_dir: str) -> dict:
     """Step 4 in a tf_keras child; the tfmot figures or its error."""
     cmd = [sys.executable, os.path.join(HERE, "_tfmot_applications.py"), args.npz, out_dir, "--family", family,
@@ -271,9 +296,10 @@ def _acc(r: dict, kind: str) -> str:
 
 def markdown(rows: list[dict], args, header: list[str]) -> str:
     out = [f"## {TITLE}", "", *header, f"- command: `benchmarks/architectures.py {' '.join(args.argv)}`", ""]
-    out += ["| family (params) | float | PTQ int8 | effkeras QAT int8 | tfmot QAT int8 | QAT - PTQ | "
+    out += ["| family (params) | float | PTQ int8 | PTQ int8 after the QAT epoch in float | effkeras QAT int8 | "
+            "tfmot QAT int8 | QAT - PTQ (same weights / same training) | "
             "QAT - tfmot | float / int8 KB (x) | float ops left PTQ / QAT / tfmot | LiteRT ms float / PTQ / QAT / tfmot |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         def d(a, b, r=r):
             return f"{100 * (r[f'{a}_acc'] - r[f'{b}_acc']):+.2f} pt" if f"{a}_acc" in r and f"{b}_acc" in r else "-"
@@ -282,7 +308,8 @@ def markdown(rows: list[dict], args, header: list[str]) -> str:
         fops = " / ".join(str(r.get(f"{k}_float_ops", "-")) for k in ("ptq", "qat", "tfmot"))
         ms = " / ".join(f"{r[f'{k}_ms']:.2f}" if f"{k}_ms" in r else "-" for k in ("float", "ptq", "qat", "tfmot"))
         out.append(f"| {r['family']} ({r['params'] / 1e6:.2f} M) | {r['float_acc']:.2%} | {_acc(r, 'ptq')} | "
-                   f"{_acc(r, 'qat')} | {_acc(r, 'tfmot')} | {d('qat', 'ptq')} | {d('qat', 'tfmot')} | {ratio} | "
+                   f"{_acc(r, 'ptq_more')} | {_acc(r, 'qat')} | {_acc(r, 'tfmot')} | {d('qat', 'ptq')} / "
+                   f"{d('qat', 'ptq_more')} | {d('qat', 'tfmot')} | {ratio} | "
                    f"{fops} | {ms} |")
     out += [""]
     errors = [(r["family"], k, r[f"{k}_error"]) for r in rows for k in ("qat", "tfmot") if f"{k}_error" in r]
@@ -334,6 +361,12 @@ def headline(rows: list[dict]) -> list[dict]:
             f"{sum(v >= 0 for v in vs_ptq)} of {len(vs_ptq)} at least PTQ ({min(vs_ptq):+.2f} to {max(vs_ptq):+.2f} pt)"
             if vs_ptq else "no QAT result", "at least PTQ on every family", verdict([v >= 0 for v in vs_ptq])),
     ]
+    more = [100 * (r["qat_acc"] - r["ptq_more_acc"]) for r in both if "ptq_more_acc" in r]
+    if more:
+        out.append(results.headline_row(
+            "QAT int8 vs PTQ int8 after the same extra float training",
+            f"{sum(v >= 0 for v in more)} of {len(more)} at least PTQ ({min(more):+.2f} to {max(more):+.2f} pt)",
+            "at least PTQ on every family", verdict([v >= 0 for v in more])))
     n_tf = sum("tfmot_acc" in r for r in rows)
     out.append(results.headline_row(
         "QAT int8 vs tfmot QAT int8",
@@ -386,10 +419,23 @@ def main(argv=None) -> int:
     p.add_argument("--run-command", help="with --merge: the command that measured the rows (for the notes)")
     p.add_argument("--quick", action="store_true", help="smoke: 2 families, 256/128 images, 1 epoch")
     p.add_argument("--results", help="write the results file here")
+    p.add_argument("--control", metavar="FAMILY",
+                   help="add to FAMILY's finished row in OUT: PTQ after the QAT epoch's training in float")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--npz", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = argv
+    if args.control:  # adds the control to a finished family's row
+        path = os.path.join(args.out, f"{args.control}.json")
+        if args.npz is None:
+            args.npz = os.path.join(args.out, "data.npz")
+        extra = run_control(args)
+        row = json.load(open(path))
+        row.update(extra)
+        with open(path, "w") as f:
+            json.dump(row, f)
+        print(json.dumps({"family": args.control, **extra}), flush=True)
+        return 0
     if args.one:
         os.makedirs(args.out, exist_ok=True)
         row = run_family(args)
@@ -422,6 +468,10 @@ def main(argv=None) -> int:
                 print(f"{family}: the effkeras child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
                       file=sys.stderr, flush=True)
                 continue
+            control = subprocess.run([*cmd[:2], "--control", family, *cmd[4:]], capture_output=True, text=True)
+            if control.returncode != 0:
+                print(f"{family}: the control child failed (exit {control.returncode}):\n{control.stderr[-2000:]}",
+                      file=sys.stderr, flush=True)
             with open(done) as f:
                 row = json.load(f)
             if not args.no_tfmot:

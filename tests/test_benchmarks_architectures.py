@@ -49,7 +49,7 @@ def test_weights_load_by_order_where_the_names_differ():
 
 
 def _row(family, float_acc, ptq, qat, tfmot=None, qat_bytes=300, float_bytes=1000, qat_ops=0):
-    r = {"family": family, "params": 1e6, "float_acc": float_acc, "ptq_acc": ptq, "float_bytes": float_bytes,
+    r = {"family": family, "params": 1e6, "train": 100, "test": 50, "size": 32, "float_epochs": 1, "qat_epochs": 1, "float_acc": float_acc, "ptq_acc": ptq, "float_bytes": float_bytes,
          "float_train_s": 1.0, "qat_s": 1.0, "tfmot_s": 1.0, "ptq_float_ops": 0}
     if qat is not None:
         r.update(qat_acc=qat, qat_bytes=qat_bytes, qat_float_ops=qat_ops)
@@ -73,12 +73,18 @@ def test_headline_follows_the_figures():
     assert h["int8 size vs float .tflite"]["met"] == "partly"  # 0.26x and 0.30x against 0.27x
     assert h["effkeras QAT full int8 on every family"]["met"] == "yes"
 
+    assert "QAT int8 vs PTQ int8 after the same extra float training" not in h
+    rows[0]["ptq_more_acc"] = 0.495  # the control: PTQ after the QAT epoch's training in float
+    h = {r["what"]: r for r in arch.headline(rows)}
+    assert h["QAT int8 vs PTQ int8 after the same extra float training"]["met"] == "no"
+    assert "0 of 1 at least PTQ (-0.50 to -0.50 pt)" in h["QAT int8 vs PTQ int8 after the same extra float training"][
+        "result"]
     rows.append(_row("DenseNet121", 0.5, 0.4, None))
     h = {r["what"]: r for r in arch.headline(rows)}
     assert h["effkeras QAT full int8 on every family"]["result"].startswith("2 of 3")
     assert h["effkeras QAT full int8 on every family"]["met"] == "partly"
     md = arch.markdown(rows, type("A", (), {"argv": ["--quick"]})(), ["- machine: x"])
-    assert "| DenseNet121 (1.00 M) | 50.00% | 40.00% | failed | failed |" in md
+    assert "| DenseNet121 (1.00 M) | 50.00% | 40.00% | - | failed | failed |" in md
     assert "- DenseNet121, effkeras QAT: `FloatOpsError: x`" in md
 
 
@@ -98,6 +104,10 @@ def test_one_family_end_to_end(tmp_path):
     assert 0 <= row["qat_acc"] <= 1 and row["qat_bytes"] < 0.4 * row["float_bytes"]
     for kind in ("float", "ptq", "qat"):
         assert (tmp_path / f"MobileNet_{kind}.tflite").stat().st_size == row[f"{kind}_bytes"]
+    # the control: the saved float weights, one more float epoch, PTQ
+    assert arch.main(["--control", "MobileNet", "--npz", str(npz), "--out", str(tmp_path)]) == 0
+    row = json.load(open(tmp_path / "MobileNet.json"))
+    assert 0 <= row["ptq_more_acc"] <= 1 and "qat_acc" in row  # added to the row, nothing lost
     saved = np.load(tmp_path / "MobileNet_weights.npz")
     assert len({k.split(":")[0] for k in saved.files}) == sum(1 for la in arch.build(
         __import__("keras"), "MobileNet", 32).layers if la.get_weights())
