@@ -61,15 +61,6 @@ def _train(model, x, y, steps: int, lr: float, batch: int = 16) -> list[float]:
     return losses
 
 
-#: Families whose Keras simulation is not yet within one step of the reference kernels on
-#: 99% of outputs (measured: EfficientNetV2 reduced after one QAT step 0.89; the full
-#: EfficientNetV2B0 calibrated 1.00). Open: which int8 kernel (LOGISTIC, ADD, MEAN over
-#: a 1x1 map) the simulation rounds differently. The floor catches a regression; the
-#: issue's 0.99 is not reached there. (NASNet, 0.74-0.85 and 80 s even reduced, is not
-#: in this file.)
-KNOWN_GAP = {"EfficientNetV2": 0.8}
-
-
 def _assert_int8_matches(qat, x, min_within: float = 0.99) -> dict:
     """Full-int8 file, no float op between input and output; Keras vs reference kernels."""
     import keras
@@ -124,14 +115,19 @@ def _build_reduced(name: str):
 
     Converting the full DenseNet121 takes 140 s on a 2-core host, EfficientNetB0 70 s;
     the families' layer patterns (transition AveragePooling2D, pre-activation BN,
-    squeeze-excite, Rescaling + Normalization, separable cells) are all in these.
+    squeeze-excite, Rescaling + Normalization, NASNet's separable cells with their
+    shared ReLUs, ADDs into concatenations and 3x3 average pools) are all in these.
     The full-size models were checked with the same assertions outside the suite.
     """
     import keras
-    from keras.src.applications import densenet, efficientnet, efficientnet_v2
+    from keras.src.applications import densenet, efficientnet, efficientnet_v2, nasnet
 
     common = {"input_shape": (SIZE, SIZE, 3), "weights": None, "classes": 10}
     keras.utils.set_random_seed(0)
+    if name == "NASNet":  # NASNetMobile's cells, one normal cell per stage (418 layers)
+        return nasnet.NASNet(penultimate_filters=96, num_blocks=1, stem_block_filters=32,
+                             skip_reduction=False, filter_multiplier=2, default_size=224,
+                             **common)
     if name == "DenseNet":  # 4 dense blocks of one conv block: transitions, concatenations
         return densenet.DenseNet([1, 1, 1, 1], **common)
     if name == "EfficientNet":
@@ -179,10 +175,15 @@ def test_mobilenet_v3_small_ops_nodes_quantize_and_export():
     assert result["ops"]["MUL"] > 9  # squeeze-excite, hard-swish and Rescaling multiplies
 
 
+#: Within one step on 99% of outputs holds for every family since the int8 MUL, RELU and
+#: QUANTIZE kernels are simulated with TFLite's fixed-point rounding, equal ReLUs and ops
+#: feeding a concatenation are given the converter's grids, and 2x2 average-pool ties are
+#: rounded in float64 (before: EfficientNetV2 reduced 0.89, NASNet reduced 0.63; after:
+#: 1.00 on both, every intermediate tensor equal to the reference kernels').
 @pytest.mark.parametrize(
     "family",
     ["MobileNet", "MobileNetV3SmallMinimalistic", "EfficientNet", "EfficientNetV2", "DenseNet",
-     "ResNet50V2"],
+     "NASNet", "ResNet50V2"],
 )
 def test_family_from_scratch_is_full_int8_and_matches_litert(family):
     """QAT from scratch (no calibration: the first step sets the ranges), then int8."""
@@ -193,4 +194,4 @@ def test_family_from_scratch_is_full_int8_and_matches_litert(family):
     assert np.all(np.isfinite(_train(qat, x, y, steps=1, lr=1e-4)))
     assert all(float(layer.range_seen) > 0 for layer in quantization_layers(qat)
                if hasattr(layer, "range_seen") and getattr(layer, "quantize_output", True))
-    _assert_int8_matches(qat, x[:8], min_within=KNOWN_GAP.get(family, 0.99))
+    _assert_int8_matches(qat, x[:8])

@@ -199,3 +199,92 @@ def test_constant_operation_and_average_pooling_configs_round_trip():
         ConstantOperation("divide", 2.0)
     with pytest.raises(ValueError, match="pool_size"):
         QuantAveragePooling2D(0)
+
+
+def _multiply_by_quantized_multiplier(acc: int, multiplier: float) -> int:
+    """TFLite's QuantizeMultiplier + MultiplyByQuantizedMultiplier, in Python integers
+    (tensorflow/lite/kernels/internal/common.h, quantization_util.cc)."""
+    import math
+
+    fraction, shift = math.frexp(multiplier)
+    q31 = int(math.floor(fraction * 2**31 + 0.5))
+    if q31 == 2**31:
+        q31, shift = q31 // 2, shift + 1
+    a = acc * 2 ** max(shift, 0)
+    ab = a * q31  # SaturatingRoundingDoublingHighMul: nudge, then truncate toward zero
+    nudge = 2**30 if ab >= 0 else 1 - 2**30
+    high = abs(ab + nudge) // 2**31 * (1 if ab + nudge >= 0 else -1)
+    right = max(-shift, 0)  # RoundingDivideByPOT: half away from zero
+    if right == 0:
+        return high
+    mask = (1 << right) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if remainder > threshold else 0)
+
+
+def test_requantize_integer_is_tflites_fixed_point_rounding_ties_included():
+    """The 31-bit multiplier decides exact ties (scales in the ratio 51/26: (q - z) = 13)."""
+    import keras
+
+    from effkeras.quantize.quantizers import requantize_integer
+
+    rng = np.random.default_rng(1)
+    s_in = float(np.float32(0.02933686412870884))
+    cases = [(s_in, float(np.float32(0.01495604868978262)))]  # NASNet's RELU: 51/26
+    cases += [(float(a), float(b)) for a, b in rng.uniform(1e-3, 0.1, (40, 2)).astype("float32")]
+    for a, b in cases:
+        for m in (a / b, a * b / max(a, b) / 7.0):  # a RELU/QUANTIZE and a MUL multiplier
+            acc = np.concatenate([np.arange(-300, 301), rng.integers(-65025, 65026, 200)])
+            expected = [_multiply_by_quantized_multiplier(int(k), m) for k in acc]
+            got = keras.ops.convert_to_numpy(requantize_integer(acc.astype("float64"), m))
+            np.testing.assert_array_equal(got, expected)
+    # the tie itself: 13 * 51/26 = 25.5, and the float32 scales put it below
+    assert _multiply_by_quantized_multiplier(13, cases[0][0] / cases[0][1]) == 25
+
+
+def _kernels_model():
+    """MUL, standalone RELU after CONCATENATION, equal ReLUs of one conv, ADD into a
+    concatenation, and a 2x2 AVERAGE_POOL_2D (ties), each once."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((12, 12, 4))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inp)
+    a = L.ReLU(name="relu_a")(x)  # two equal ReLUs of one conv: one fused CONV_2D
+    b = L.ReLU(name="relu_b")(x)
+    a = L.Conv2D(8, 1, name="branch")(a)
+    b = L.AveragePooling2D(2, strides=1, padding="same", name="pool")(b)
+    s = L.Add(name="add")([a, b])  # consumed only by the concatenation
+    m = L.Multiply(name="mul")([a, L.Activation("sigmoid", name="gate")(a)])
+    c = L.Concatenate(name="concat")([s, m])
+    out = L.ReLU(name="relu_out")(c)  # a RELU op after the concatenation
+    return keras.Model(inp, out)
+
+
+def test_int8_kernels_are_simulated_bit_for_bit(rng):
+    """Keras's int8 inference equals LiteRT's reference kernels element for element.
+
+    Before: MUL was rounded once (it requantizes in two steps), the conv's two ReLUs and
+    the ADD into the concatenation each had a range the converter drops, the RELU after
+    the concatenation was fused into it in Keras but not in the file, and float32 put
+    2x2 average-pool ties on the wrong side: 22% of these outputs differed (78% equal).
+    """
+    from effkeras.convert import read_tflite, to_tflite
+    from effkeras.quantize import quantize_model
+    from effkeras.runtime import LiteRTRunner
+
+    x = rng.normal(0, 1, (24, 12, 12, 4)).astype("float32")
+    q = quantize_model(_kernels_model(), calibration_data=x[:16])
+    data = to_tflite(q, quantize="int8")
+    parsed = read_tflite(data)
+    assert parsed.op_counts["RELU"] == 1 and parsed.op_counts["MUL"] == 1
+    dequantize = [op for op in parsed.ops if op.name == "DEQUANTIZE"]
+    assert len(dequantize) == 1  # the int8 output, dequantized at the end
+    grid = parsed.tensors[dequantize[0].inputs[0]].quantization
+    scale, zero = grid.scales[0], grid.zero_points[0]
+    lite = np.round(LiteRTRunner(data, kernels="reference").predict(x[16:]) / scale + zero)
+    keras_q = np.round(q.predict(x[16:], verbose=0) / scale + zero)
+    assert keras_q.shape == lite.shape == (8, 12, 12, 16)
+    assert np.mean(keras_q == lite) >= 0.999, np.mean(keras_q == lite)

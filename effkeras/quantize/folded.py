@@ -227,10 +227,21 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         out = self._linear(x, self._quantize_kernel(kernel))
         return out if bias is None else out + bias
 
+    #: weak reference to the concatenation's quantization layer whose grid the converter
+    #: gives this layer's output when ``quantize_output`` is False (set by that layer)
+    _deferred_grid_ref = None
+
+    def _output_grid_layer(self):
+        """The layer whose grid this layer's int8 output is on (self, or the
+        concatenation's quantization it is deferred to), or None."""
+        if self.quantize_output:
+            return self
+        return self._deferred_grid_ref() if self._deferred_grid_ref is not None else None
+
     def _integer_inference(self, inputs):
         """The int8 op exactly: int32 bias, two-step requantization, fused clamp."""
         in_scale, _ = self.input_grid()
-        out_scale, out_zero = self.output_grid()
+        out_scale, out_zero = self._output_grid_layer().output_grid()
         kernel, bias, _ = self._folded()
         w_scale = self._weight_scale(kernel)
         y = self._linear(inputs, self._quantize_kernel(kernel))
@@ -246,7 +257,7 @@ class _FoldedLayer(_InputGridMixin, _RangeMixin, keras.layers.Layer):
         return (ops.clip(q, lo, hi) - out_zero) * out_scale
 
     def call(self, inputs, training=None):
-        if self.quantize_output and self._exact(training):
+        if self._exact(training) and self._output_grid_layer() is not None:
             return self._integer_inference(inputs)
         if self.batch_norm and training and self.trainable:
             frozen = self.bn_frozen > 0.5

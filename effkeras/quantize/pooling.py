@@ -133,20 +133,27 @@ class QuantAveragePooling2D(_InputGridMixin, keras.layers.Layer):
     def _source(self):
         return self._grid_ref() if self._grid_ref is not None else None
 
-    def call(self, inputs, training=None):
-        y = ops.average_pool(
-            inputs, self.pool_size, strides=self.strides, padding=self.padding,
+    def _pool(self, x):
+        return ops.average_pool(
+            x, self.pool_size, strides=self.strides, padding=self.padding,
             data_format="channels_last",
         )
+
+    def call(self, inputs, training=None):
         source = self._source()
-        if source is None:
-            return y
-        if self._exact(training):
+        if source is not None and self._exact(training):
+            # The kernel's mean of the int8 values, rounded half away from zero. The mean
+            # is taken of the integers in float64: in float32 a tie (x.5, one window in
+            # four of a 2x2 pool) can land just below and round the other way.
             scale, zero = source.output_grid()
             s64, z64 = ops.cast(scale, "float64"), ops.cast(zero, "float64")
-            q = round_half_away(ops.cast(y, "float64") / s64 + z64)
+            steps = ops.round(ops.cast(inputs, "float64") / s64)
+            q = round_half_away(self._pool(steps) + z64)
             q = ops.clip(q, -128.0, 127.0)
-            return ops.cast((q - z64) * s64, "float32")
+            return ops.cast((q - z64) * s64, inputs.dtype)
+        y = self._pool(inputs)
+        if source is None:
+            return y
         lo, hi = (source._fixed_range if source._fixed_range is not None
                   else (source.range_min, source.range_max))
         return quantize_activations(y, lo, hi)

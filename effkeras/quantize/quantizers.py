@@ -118,12 +118,16 @@ def activation_grid(range_min, range_max):
     """(scale, zero_point) of an int8 activation range, as the converter derives them.
 
     ``scale = (max - min) / 255`` and ``zero_point = round(-128 - min / scale)`` clamped
-    to [-128, 127] (TensorFlow's FakeQuant "nudges" the range the same way).
+    to [-128, 127] (TensorFlow's FakeQuant "nudges" the range the same way). As the
+    converter does, the scale is computed in float64 from the float32 range and rounded
+    to float32 once (float32 arithmetic can land one unit in the last place away, which
+    moves the outputs that sit on a tie of a requantization, such as ``q * 51 / 26``).
     """
-    scale = (range_max - range_min) / 255.0
-    scale = ops.maximum(scale, MIN_ACTIVATION_RANGE / 255.0)
-    zero_point = ops.clip(ops.round(-128.0 - range_min / scale), -128.0, 127.0)
-    return scale, zero_point
+    lo = ops.cast(range_min, "float64")
+    hi = ops.cast(range_max, "float64")
+    scale = ops.maximum((hi - lo) / 255.0, MIN_ACTIVATION_RANGE / 255.0)
+    zero_point = ops.clip(ops.round(-128.0 - lo / scale), -128.0, 127.0)
+    return ops.cast(scale, "float32"), ops.cast(zero_point, "float32")
 
 
 def multiplier_exponent(multiplier):
@@ -156,6 +160,39 @@ def requantize(steps, multiplier):
     p = ops.power(2.0, ops.maximum(-multiplier_exponent(multiplier), 0.0))
     first = ops.floor(steps * p + 0.5)
     return round_half_away(first / p)
+
+
+def requantize_integer(accumulator, multiplier):
+    """TFLite's ``MultiplyByQuantizedMultiplier(acc, M)`` bit for bit, in float64.
+
+    ``M = q * 2**e`` is held as a 31-bit integer ``round(q * 2**31)`` (QuantizeMultiplier);
+    the integer ``accumulator`` is shifted left by ``max(e, 0)``, multiplied by it with
+    a rounding (half up) high product, and shifted right by ``max(-e, 0)`` (half away
+    from zero). For the small accumulators of MUL (``|acc| <= 2**16``), RELU and
+    QUANTIZE every intermediate is an integer below 2**53, so the result is exact, ties
+    included (a ratio of scales such as ``51/26`` puts outputs exactly on them, where the
+    31-bit multiplier decides). :func:`requantize` takes the real-valued steps instead.
+
+    Args:
+        accumulator: integer values, ``(q1 - z1) * (q2 - z2)`` or ``q - z`` (computed
+            in float64).
+        multiplier: the real multiplier (computed in float64: float32 loses the
+            31-bit multiplier's last bits), broadcastable.
+
+    Returns:
+        The rounded result (float64) before the output zero point is added.
+    """
+    multiplier = ops.cast(ops.convert_to_tensor(multiplier, dtype="float64")
+                          if isinstance(multiplier, float) else multiplier, "float64")
+    accumulator = ops.cast(accumulator, "float64")
+    e = multiplier_exponent(multiplier)
+    q31 = ops.floor(multiplier * ops.power(2.0, 31.0 - e) + 0.5)
+    carry = q31 >= 2.0**31
+    q31 = ops.where(carry, q31 / 2.0, q31)
+    e = ops.where(carry, e + 1.0, e)
+    shifted = accumulator * ops.power(2.0, ops.maximum(e, 0.0))
+    high = ops.floor(shifted * q31 / 2.0**31 + 0.5)
+    return round_half_away(high / ops.power(2.0, ops.maximum(-e, 0.0)))
 
 
 def quantize_weights(kernel, axis: int | None = -1, num_bits: int = NUM_BITS):

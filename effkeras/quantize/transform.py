@@ -5,14 +5,18 @@ converter will emit for each op:
 
 - Conv2D / DepthwiseConv2D / SeparableConv2D / Dense, the BatchNormalization that is the
   only consumer of their output, and a following ReLU/ReLU6 become one folded layer
-  (:mod:`effkeras.quantize.layers`): one TFLite op, one quantized output.
+  (:mod:`effkeras.quantize.layers`): one TFLite op, one quantized output. Several equal
+  ReLUs of one output (NASNet) are one ReLU to the converter, fused the same way.
 - GlobalAveragePooling2D becomes :class:`~effkeras.quantize.layers.QuantGlobalAveragePooling2D`
   (TFLite's int8 MEAN, rounding included); AveragePooling2D becomes
   :class:`~effkeras.quantize.pooling.QuantAveragePooling2D`, on its input's grid (TFLite's
   AVERAGE_POOL_2D requires the same scale on input and output).
 - Add, Subtract, Multiply (broadcasting squeeze-excite included), Concatenate, Average,
   GlobalAveragePooling1D, LeakyReLU and a standalone ReLU get their own output range
-  (TFLite requantizes there); an Add/Concatenate followed only by a ReLU/ReLU6 fuses it.
+  (TFLite requantizes there); an Add/Subtract/Multiply followed only by ReLU(s) fuses
+  it (a Concatenate does not: the converter keeps a RELU op after it). An op consumed
+  only by a Concatenate (linear layers, Add, Subtract, Multiply) is put straight onto the
+  concatenation's grid, as the converter does.
 - keras.ops nodes of the graph (``x + 3.0``, ``ops.multiply``, ``ops.mean``, activations,
   reshapes) follow the same rules; a constant operand is rounded as the converter stores
   it (:mod:`effkeras.quantize.elementwise`).
@@ -58,8 +62,15 @@ OWN_RANGE = (
     L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
     L.AveragePooling1D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.LeakyReLU,
 )
-#: Layers that fuse a following ReLU/ReLU6 (the TFLite op has a fused activation).
-FUSES_RELU = (L.Add, L.Subtract, L.Multiply, L.Concatenate)
+#: Layers that fuse a following ReLU/ReLU6 (the TFLite op has a fused activation). Not
+#: Concatenate: the converter keeps CONCATENATION (on its inputs' shared grid) and a RELU
+#: op after it (seen in NASNet's cells).
+FUSES_RELU = (L.Add, L.Subtract, L.Multiply)
+#: Layers whose output, when a Concatenate alone consumes it, the converter gives the
+#: concatenation's scale (the op requantizes straight onto it: no range of its own), as
+#: it does for the linear layers. (NASNet's cells: the ADDs into each cell's concat.)
+#: A MUL so deferred is computed onto that grid by the concatenation's quantization.
+DEFERS_TO_CONCAT = (L.Add, L.Subtract, L.Multiply)
 LINEAR = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Dense)
 FIXED = ("softmax", "sigmoid", "tanh")
 #: Activations that become several int8 ops (each with its own output range):
@@ -196,6 +207,8 @@ class _Rewriter:
         self.quantized: dict[int, bool] = {}  # id(new tensor) -> on an int8 grid
         self.requantized: dict[int, Any] = {}  # id(float tensor) -> its quantized twin
         self.deferred: set[int] = set()  # ids of outputs the consuming Concatenate quantizes
+        self.same_output: list = []  # nodes whose output is the current node's (fused ReLUs)
+        self.relu_consumers = lambda t: []
 
     # -- helpers ---------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -269,6 +282,22 @@ class _Rewriter:
                 return outer_consumer(index)
             return sole_consumer(t)
 
+        def relu_consumers(t) -> list:
+            """The nodes consuming ``t`` when all are the same fusable ReLU, else []."""
+            users = consumers.get(id(t), [])
+            if not users or id(t) in outputs:
+                return []
+            kinds = {relu_kind(u.operation) for u in users}
+            return users if len(kinds) == 1 and None not in kinds else []
+
+        outer_relus = self.relu_consumers
+        self.relu_consumers = relu_consumers
+        try:
+            return self._walk(graph, nodes, inputs, sole_consumer, consumer_across_models)
+        finally:
+            self.relu_consumers = outer_relus
+
+    def _walk(self, graph, nodes, inputs, sole_consumer, consumer_across_models) -> list:
         tensors = {id(k): v for k, v in zip(graph.inputs, inputs, strict=True)}
         done: set[int] = set()
         for node in nodes:
@@ -294,7 +323,35 @@ class _Rewriter:
             ys = y if isinstance(y, list | tuple) else [y]
             for k, v in zip(out_node.outputs, ys, strict=True):
                 tensors[id(k)] = v
+            for twin in self.same_output:  # further ReLUs fused with out_node's
+                tensors[id(twin.outputs[0])] = ys[0]
+            self.same_output = []
         return [tensors[id(t)] for t in graph.outputs]
+
+    def defer(self, y, name: str):
+        """Leave ``y``'s quantization to the Concatenate that alone consumes it."""
+        self.quantized[id(y)] = True
+        self.deferred.add(id(y))
+        self.report.quantized.append(name)
+        return y
+
+    def fuse_relus(self, t, name: str, done) -> tuple[Any, str | None]:
+        """Fuse the ReLU(s) consuming ``t`` into the op producing it: (last node, kind).
+
+        Several identical ReLUs of one tensor (NASNet's cells each apply their own to the
+        previous cell's output) are one op to the converter (it merges equal operations),
+        which it fuses into the op before: one output, one range, not a range before and
+        one after the ReLU. Returns (None, None) when the consumers are not all ReLUs of
+        one kind.
+        """
+        relus = self.relu_consumers(t)
+        if not relus:
+            return None, None
+        for n in relus:
+            done.add(id(n))
+            self.report.fused[n.operation.name] = name
+        self.same_output.extend(relus[1:])
+        return relus[0], relu_kind(relus[0].operation)
 
     def node(self, layer, node, args, kwargs, sole_consumer, done, consumer_across_models):
         """Rewrite one node; returns (the last original node it covers, its output(s))."""
@@ -336,19 +393,16 @@ class _Rewriter:
                 bn, out_node = nxt.operation, nxt
                 done.add(id(nxt))
                 self.report.fused[bn.name] = layer.name
-            nxt = sole_consumer(out_node.outputs[0])
-            if nxt is not None and relu_kind(nxt.operation):
-                act = relu_kind(nxt.operation)
-                out_node = nxt
-                done.add(id(nxt))
-                self.report.fused[nxt.operation.name] = layer.name
+            nxt, kind = self.fuse_relus(out_node.outputs[0], layer.name, done)
+            if nxt is not None:
+                act, out_node = kind, nxt
         post = None
         if act not in ("linear", "relu", "relu6"):
             post, act = act, "linear"
         dynamic_bn = bn is not None and self.fold_batchnorm
         # A tensor consumed only by a CONCATENATION gets the concatenation's scale from
         # the converter (no requantization): leave its quantization to the Concatenate.
-        user = consumer_across_models(out_node.outputs[0])
+        user = consumer_across_models(out_node.outputs[0]) if not self.same_output else None
         to_concat = post is None and user is not None and isinstance(user.operation, L.Concatenate)
         config = annotation(layer)
         per_channel = self.per_channel
@@ -528,12 +582,14 @@ class _Rewriter:
             y = self.clone(layer)(*qargs, **kwargs)
             out_node = node
             if isinstance(layer, FUSES_RELU):
-                nxt = sole_consumer(node.outputs[0])
-                if nxt is not None and relu_kind(nxt.operation):
+                nxt, _ = self.fuse_relus(node.outputs[0], layer.name, done)
+                if nxt is not None:
                     y = self.clone(nxt.operation)(y)
                     out_node = nxt
-                    done.add(id(nxt))
-                    self.report.fused[nxt.operation.name] = layer.name
+            if out_node is node and isinstance(layer, DEFERS_TO_CONCAT) and _to_concat(
+                sole_consumer(node.outputs[0])
+            ):
+                return node, self.defer(y, layer.name)
             y = self.act_quant(y, f"{out_node.operation.name}_quant", fixed=fixed)
             self.report.quantized.append(layer.name)
             return out_node, y
@@ -583,13 +639,9 @@ class _Rewriter:
             done.add(id(nxt))
             self.report.fused[nxt.operation.name] = layer.name
             names.append(nxt.operation.name)
-        relu = None
-        nxt = sole_consumer(out_node.outputs[0])
-        if nxt is not None and relu_kind(nxt.operation):
-            relu = relu_kind(nxt.operation)
+        nxt, relu = self.fuse_relus(out_node.outputs[0], layer.name, done)
+        if nxt is not None:
             out_node = nxt
-            done.add(id(nxt))
-            self.report.fused[nxt.operation.name] = layer.name
         y = self.affine(args[0], scale, offset, layer.name, relu=relu)
         self.report.quantized.append(layer.name)
         return out_node, y
@@ -619,12 +671,14 @@ class _Rewriter:
             y = op(*qargs, **kwargs)
             out_node = node
             if kind in ("Add", "Subtract", "Multiply"):
-                nxt = sole_consumer(node.outputs[0])
-                if nxt is not None and relu_kind(nxt.operation):
+                nxt, _ = self.fuse_relus(node.outputs[0], name, done)
+                if nxt is not None:
                     y = self.clone(nxt.operation)(y)
                     out_node = nxt
-                    done.add(id(nxt))
-                    self.report.fused[nxt.operation.name] = name
+            if out_node is node and kind in ("Add", "Subtract", "Multiply") and _to_concat(
+                sole_consumer(node.outputs[0])
+            ):
+                return node, self.defer(y, name)
             y = self.act_quant(y, f"{name}_quant")
             self.report.quantized.append(name)
             return out_node, y
@@ -644,6 +698,14 @@ class _Rewriter:
             f"{', '.join(OP_ELEMENTWISE + OP_DIVIDE + OP_OWN + OP_SHARED)} and the "
             f"activations {', '.join(OP_ACTIVATIONS)})",
         )
+
+
+def _to_concat(node) -> bool:
+    """Whether ``node`` (a sole consumer, or None) is a concatenation."""
+    if node is None:
+        return False
+    op = node.operation
+    return isinstance(op, L.Concatenate) or type(op).__name__ == "Concatenate"
 
 
 def _squeeze(value: np.ndarray):
