@@ -243,6 +243,37 @@ def test_requantize_integer_is_tflites_fixed_point_rounding_ties_included():
     assert _multiply_by_quantized_multiplier(13, cases[0][0] / cases[0][1]) == 25
 
 
+def test_add_integer_is_tflites_int8_add_ties_included():
+    """ADD: inputs shifted by 20 bits and rescaled, the sum requantized. With an output
+    scale twice an input's (NASNet: a concatenation's range), odd inputs are exact ties,
+    which the kernel rounds away from zero; the real sum in float32 lands on either side."""
+    import keras
+
+    from effkeras.quantize.quantizers import add_integer
+
+    def tflite_add(k1, k2, s1, s2, s_out):
+        twice = 2.0 * max(s1, s2)
+        a1 = _multiply_by_quantized_multiplier(k1 * 2**20, s1 / twice)
+        a2 = _multiply_by_quantized_multiplier(k2 * 2**20, s2 / twice)
+        return _multiply_by_quantized_multiplier(a1 + a2, twice / (2**20 * s_out))
+
+    rng = np.random.default_rng(2)
+    s2 = float(np.float32(0.046372752636671066))
+    cases = [(float(np.float32(0.01871398277580738)), s2, 2.0 * s2)]
+    cases += [tuple(float(v) for v in rng.uniform(1e-3, 0.1, 3).astype("float32")) for _ in range(20)]
+    for s1, s2, s_out in cases:
+        k1 = rng.integers(-255, 256, 400)
+        k2 = rng.integers(-255, 256, 400)
+        k1[:50] = 0  # ties when s_out = 2 * s2 and k2 is odd
+        expected = [tflite_add(int(a), int(b), s1, s2, s_out) for a, b in zip(k1, k2, strict=True)]
+        got = keras.ops.convert_to_numpy(add_integer(
+            keras.ops.convert_to_tensor(k1, "float64"), keras.ops.convert_to_tensor(k2, "float64"),
+            *(keras.ops.convert_to_tensor(v, "float64") for v in (s1, s2, s_out))))
+        np.testing.assert_array_equal(got, expected)
+    s1, s2, s_out = cases[0]
+    assert tflite_add(0, 3, s1, s2, s_out) == 2 and tflite_add(0, -3, s1, s2, s_out) == -2
+
+
 def _kernels_model():
     """MUL, standalone RELU after CONCATENATION, equal ReLUs of one conv, ADD into a
     concatenation, and a 2x2 AVERAGE_POOL_2D (ties), each once."""

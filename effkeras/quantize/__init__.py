@@ -54,7 +54,7 @@ from effkeras.quantize.config import (
     quantize_scope,
     register_rule,
 )
-from effkeras.quantize.elementwise import ConstantOperation
+from effkeras.quantize.elementwise import ConstantOperation, QuantAdd, QuantSubtract
 from effkeras.quantize.layers import (
     QUANT_LAYERS,
     QuantConv2D,
@@ -80,11 +80,13 @@ __all__ = [
     "RULE_KINDS",
     "WEIGHT_BITS",
     "ConstantOperation",
+    "QuantAdd",
     "QuantAveragePooling2D",
     "QuantConv2D",
     "QuantDense",
     "QuantDepthwiseConv2D",
     "QuantGlobalAveragePooling2D",
+    "QuantSubtract",
     "QuantizationReport",
     "QuantizeActivation",
     "QuantizeConfig",
@@ -116,7 +118,7 @@ def register() -> dict[str, type]:
     ``{registered name: class}`` mapping (usable as ``custom_objects``) and is a no-op
     otherwise.
     """
-    classes = (*QUANT_LAYERS, QuantAveragePooling2D, ConstantOperation)
+    classes = (*QUANT_LAYERS, QuantAveragePooling2D, ConstantOperation, QuantAdd, QuantSubtract)
     return {keras.saving.get_registered_name(cls): cls for cls in classes}
 
 

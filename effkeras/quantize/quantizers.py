@@ -163,19 +163,18 @@ def requantize(steps, multiplier):
 
 
 def requantize_integer(accumulator, multiplier):
-    """TFLite's ``MultiplyByQuantizedMultiplier(acc, M)`` bit for bit, in float64.
+    """TFLite's ``MultiplyByQuantizedMultiplier(acc, M)`` bit for bit (int64 arithmetic).
 
     ``M = q * 2**e`` is held as a 31-bit integer ``round(q * 2**31)`` (QuantizeMultiplier);
     the integer ``accumulator`` is shifted left by ``max(e, 0)``, multiplied by it with
     a rounding (half up) high product, and shifted right by ``max(-e, 0)`` (half away
-    from zero). For the small accumulators of MUL (``|acc| <= 2**16``), RELU and
-    QUANTIZE every intermediate is an integer below 2**53, so the result is exact, ties
-    included (a ratio of scales such as ``51/26`` puts outputs exactly on them, where the
-    31-bit multiplier decides). :func:`requantize` takes the real-valued steps instead.
+    from zero). Exact, ties included (a ratio of scales such as ``51/26`` puts outputs
+    exactly on them, where the 31-bit multiplier decides), for accumulators below 2**31
+    (ADD's inputs shifted left by 20 bits too). :func:`requantize` takes the
+    real-valued steps instead.
 
     Args:
-        accumulator: integer values, ``(q1 - z1) * (q2 - z2)`` or ``q - z`` (computed
-            in float64).
+        accumulator: integer values, ``(q1 - z1) * (q2 - z2)`` or ``q - z``.
         multiplier: the real multiplier (computed in float64: float32 loses the
             31-bit multiplier's last bits), broadcastable.
 
@@ -184,15 +183,31 @@ def requantize_integer(accumulator, multiplier):
     """
     multiplier = ops.cast(ops.convert_to_tensor(multiplier, dtype="float64")
                           if isinstance(multiplier, float) else multiplier, "float64")
-    accumulator = ops.cast(accumulator, "float64")
     e = multiplier_exponent(multiplier)
     q31 = ops.floor(multiplier * ops.power(2.0, 31.0 - e) + 0.5)
     carry = q31 >= 2.0**31
-    q31 = ops.where(carry, q31 / 2.0, q31)
+    q31 = ops.cast(ops.where(carry, q31 / 2.0, q31), "int64")
     e = ops.where(carry, e + 1.0, e)
-    shifted = accumulator * ops.power(2.0, ops.maximum(e, 0.0))
-    high = ops.floor(shifted * q31 / 2.0**31 + 0.5)
-    return round_half_away(high / ops.power(2.0, ops.maximum(-e, 0.0)))
+    left = ops.cast(ops.power(2.0, ops.maximum(e, 0.0)), "int64")
+    p = ops.cast(ops.power(2.0, ops.maximum(-e, 0.0)), "int64")
+    a = ops.cast(ops.round(ops.cast(accumulator, "float64")), "int64") * left
+    high = ops.floor_divide(a * q31 + 2**30, 2**31)  # SaturatingRoundingDoublingHighMul
+    result = ops.sign(high) * ops.floor_divide(ops.abs(high) + p // 2, p)  # RoundingDivideByPOT
+    return ops.cast(result, "float64")
+
+
+def add_integer(k1, k2, s1, s2, s_out, subtract: bool = False):
+    """TFLite's int8 ADD (SUB) kernel on ``k_i = q_i - z_i``, before the output zero point.
+
+    Each input is shifted left by 20 bits and rescaled by ``s_i / (2 max(s1, s2))``, the
+    sum (difference) by ``2 max(s1, s2) / (2**20 s_out)``, each with
+    :func:`requantize_integer` (reference_integer_ops::Add, PrepareGeneralSubOp).
+    Scales are float64 holding the float32 values of the file.
+    """
+    twice_max = 2.0 * ops.maximum(s1, s2)
+    a1 = requantize_integer(k1 * 2.0**20, s1 / twice_max)
+    a2 = requantize_integer(k2 * 2.0**20, s2 / twice_max)
+    return requantize_integer(a1 - a2 if subtract else a1 + a2, twice_max / (2.0**20 * s_out))
 
 
 def quantize_weights(kernel, axis: int | None = -1, num_bits: int = NUM_BITS):

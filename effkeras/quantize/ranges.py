@@ -307,9 +307,23 @@ def _concat_kernel(tensor, target):
             parts.append((int(size), None))
         elif source is not None:
             parts.append((int(size), ("quantize", weakref.ref(source))))
+        elif _link_add(t, target):
+            parts.append((int(size), None))
         else:
             parts.append((int(size), _product_kernel(t)))
     return ("concat", axis, tuple(parts))
+
+
+def _link_add(tensor, target) -> bool:
+    """Link the int8 ADD/SUB layer that produced ``tensor`` (through a fused ReLU) to the
+    layer ``target`` whose grid its output is on; whether there was one."""
+    node, op = _producer(tensor)
+    if op is not None and _relu_layer(op):
+        node, op = _producer(node.input_tensors[0])
+    if op is None or not getattr(op, "_effkeras_int8_add", False):
+        return False
+    object.__setattr__(op, "_output_grid_ref", weakref.ref(target))
+    return True
 
 
 def _scale_of(ref):
@@ -323,7 +337,7 @@ def _kernel_steps(spec, x, s_out):
     (from :func:`_product_kernel`, :func:`_relu_kernel` or a concatenation's part) on
     ``x`` (float64, the real values of its input), with output scale ``s_out``; None
     when an input's grid is gone."""
-    if spec is None:  # a float input, or one already computed onto this grid: one rounding
+    if spec is None or spec[0] == "own":  # float, or already computed onto this grid
         return ops.floor(x / s_out + 0.5)
     kind = spec[0]
     if kind == "mul":  # MUL: the integer product (q1 - z1) * (q2 - z2), requantized
@@ -360,9 +374,11 @@ class QuantizeActivation(_RangeMixin, keras.layers.Layer):
       the real product once on about one output in a hundred;
     - RELU / RELU6 of an int8 tensor: ``q - z_in`` requantized by ``s_in / s_out``;
     - CONCATENATION: each input that is on a grid of its own requantized onto the
-      output's (the QUANTIZE op the converter inserts); a linear layer whose output the
-      converter puts straight on the concatenation's grid computes its integer result
-      onto it.
+      output's (the QUANTIZE op the converter inserts); a linear layer, MUL or ADD whose
+      output the converter puts straight on the concatenation's grid computes its
+      integer result onto it;
+    - ADD / SUB (:class:`~effkeras.quantize.elementwise.QuantAdd`): computed by that
+      layer onto this grid.
 
     Args:
         range_momentum: momentum of the moving average of the (min, max) range.
@@ -410,6 +426,8 @@ class QuantizeActivation(_RangeMixin, keras.layers.Layer):
             if self._fixed_range is None:
                 kernel = (_product_kernel(inputs) or _relu_kernel(inputs)
                           or _concat_kernel(inputs, self))
+                if kernel is None and _link_add(inputs, self):
+                    kernel = ("own",)  # an int8 ADD/SUB computes its result onto this grid
             object.__setattr__(self, "_kernel", kernel)
         return super().__call__(*args, **kwargs)
 

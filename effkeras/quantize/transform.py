@@ -50,7 +50,7 @@ import numpy as np
 from effkeras.errors import QuantizationError
 from effkeras.quantize import layers as ql
 from effkeras.quantize.config import annotation, registered_rule
-from effkeras.quantize.elementwise import ConstantOperation
+from effkeras.quantize.elementwise import ConstantOperation, QuantAdd, QuantSubtract
 from effkeras.quantize.pooling import QuantAveragePooling2D
 
 L = keras.layers
@@ -579,7 +579,7 @@ class _Rewriter:
                 lambda t: t if not _is_tensor(t) or id(t) in self.deferred
                 else self.ensure_quantized(t, f"{layer.name}_input_quant"),
             )
-            y = self.clone(layer)(*qargs, **kwargs)
+            y = self._int8_twin(layer, len(flat))(*qargs, **kwargs)
             out_node = node
             if isinstance(layer, FUSES_RELU):
                 nxt, _ = self.fuse_relus(node.outputs[0], layer.name, done)
@@ -607,6 +607,16 @@ class _Rewriter:
                 f"layer in quantize_annotate_layer(layer, QuantizeConfig(...))"
             )
         return self.keep_float(layer, node, args, kwargs, reason)
+
+    def _int8_twin(self, layer, inputs: int):
+        """The clone of ``layer`` that computes its int8 kernel at inference, where one
+        exists (a two-input Add/Subtract: QuantAdd/QuantSubtract), else a plain clone."""
+        twin = {L.Add: QuantAdd, L.Subtract: QuantSubtract}.get(type(layer))
+        if twin is None or inputs != 2:
+            return self.clone(layer)
+        config = layer.get_config()
+        config["name"] = self.name(layer.name)
+        return twin.from_config(config)
 
     def keep_float(self, layer, node, args, kwargs, reason: str, warn: bool = True):
         if warn:
