@@ -188,8 +188,9 @@ class _InputGridMixin:
         )
 
 
-def _relu_layer(layer) -> str | None:
-    """``"relu"``/``"relu6"`` for a ReLU layer TFLite runs as RELU/RELU6 (or fuses)."""
+def relu_kind(layer) -> str | None:
+    """``"relu"`` or ``"relu6"`` for a ReLU layer TFLite runs as RELU/RELU6 or fuses into
+    the op before it, else None."""
     if isinstance(layer, L.ReLU):
         if float(layer.negative_slope or 0) != 0 or float(layer.threshold or 0) != 0:
             return None
@@ -243,7 +244,7 @@ def _product_kernel(tensor):
     followed by the ReLU the converter fuses into it.
     """
     node, op = _producer(tensor)
-    if op is not None and _relu_layer(op):
+    if op is not None and relu_kind(op):
         node, op = _producer(node.input_tensors[0])
     if op is None:
         return None
@@ -273,7 +274,7 @@ def _product_kernel(tensor):
 def _relu_kernel(tensor):
     """``("relu", kind, ref)`` for a standalone RELU/RELU6 of an int8 tensor, else None."""
     node, op = _producer(tensor)
-    kind = _relu_layer(op) if op is not None else None
+    kind = relu_kind(op) if op is not None else None
     if kind is None:
         return None
     ref = _grid_ref(node.input_tensors[0])
@@ -318,7 +319,7 @@ def _link_add(tensor, target) -> bool:
     """Link the int8 ADD/SUB layer that produced ``tensor`` (through a fused ReLU) to the
     layer ``target`` whose grid its output is on; whether there was one."""
     node, op = _producer(tensor)
-    if op is not None and _relu_layer(op):
+    if op is not None and relu_kind(op):
         node, op = _producer(node.input_tensors[0])
     if op is None or not getattr(op, "_effkeras_int8_add", False):
         return False

@@ -52,6 +52,7 @@ from effkeras.quantize import layers as ql
 from effkeras.quantize.config import annotation, registered_rule
 from effkeras.quantize.elementwise import ConstantOperation, QuantAdd, QuantSubtract
 from effkeras.quantize.pooling import QuantAveragePooling2D
+from effkeras.quantize.ranges import relu_kind
 
 L = keras.layers
 
@@ -127,20 +128,6 @@ def _act_name(fn) -> str:
 
 def _is_tensor(value) -> bool:
     return isinstance(value, keras.KerasTensor)
-
-
-def relu_kind(layer) -> str | None:
-    """``"relu"`` or ``"relu6"`` when ``layer`` is a ReLU TFLite can fuse, else None."""
-    if isinstance(layer, L.ReLU):
-        if float(layer.negative_slope or 0) != 0 or float(layer.threshold or 0) != 0:
-            return None
-        if layer.max_value is None:
-            return "relu"
-        return "relu6" if float(layer.max_value) == 6.0 else None
-    if isinstance(layer, L.Activation):
-        name = _act_name(layer.activation)
-        return name if name in ("relu", "relu6") else None
-    return None
 
 
 def fixed_kind(layer) -> str | None:
