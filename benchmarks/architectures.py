@@ -357,7 +357,7 @@ def headline(rows: list[dict]) -> list[dict]:
             "effkeras QAT full int8 on every family", f"{len(full)} of {len(rows)} families",
             f"all {len(FAMILIES)}", verdict([r.get("qat_float_ops") == 0 for r in rows])),
         results.headline_row(
-            "QAT int8 vs PTQ int8 (same float weights)",
+            "QAT int8 vs PTQ int8 of the same float weights (the QAT epoch is also more training)",
             f"{sum(v >= 0 for v in vs_ptq)} of {len(vs_ptq)} at least PTQ ({min(vs_ptq):+.2f} to {max(vs_ptq):+.2f} pt)"
             if vs_ptq else "no QAT result", "at least PTQ on every family", verdict([v >= 0 for v in vs_ptq])),
     ]

@@ -204,6 +204,27 @@ RECIPES: dict[str, Recipe] = {
             quick_args=("--quick", "--results", "{results}"),
         ),
         Recipe(
+            name="architectures",
+            title="Architectures: keras.applications families on CIFAR-10, float vs PTQ vs effkeras QAT vs tfmot QAT",
+            script="architectures.py",
+            models=("every keras.applications family of issue 20 at its smallest width (MobileNet 0.25, MobileNetV2 "
+                    "0.35, MobileNetV3Small/Large 0.75 and minimalistic, EfficientNetB0-B2, EfficientNetV2B0-B2, "
+                    "ResNet50, ResNet50V2, DenseNet121, NASNetMobile), weights=None, 10 classes, 32x32",),
+            steps=("float training from scratch on a class-balanced CIFAR-10 subset (flips; Adam 1e-3; BN momentum "
+                   "0.9), each family in its own child process",
+                   "from the same float weights: PTQ (256 calibration images); effkeras QAT with BN folding; tfmot "
+                   "QAT (tf_keras child, the same application and weights, loaded layer by layer)",
+                   "int8 conversion; the files timed side by side (LiteRT XNNPACK, 1 thread, interleaved rounds)"),
+            measures="int8 accuracy (LiteRT builtin) on the CIFAR-10 JPEG test subset, .tflite sizes (int8 / float), "
+                     "float operators left in each int8 file, LiteRT latency; tfmot's refusals as raised",
+            seeds="seed 0, one run a family",
+            results="benchmarks/results/architectures.json",
+            data=("cifar10_jpg",),
+            tfmot=True,
+            args=("--data", "{data}", "--results", "{results}"),
+            quick_args=("--quick", "--data", "{data}", "--results", "{results}"),
+        ),
+        Recipe(
             name="below_int8",
             title="Below int8: the full ResNet-8 by post-training int4, mixed precision and clustering",
             script="below_int8.py",
