@@ -427,6 +427,9 @@ def main(argv=None) -> int:
     args.argv = argv
     if args.control:  # adds the control to a finished family's row
         path = os.path.join(args.out, f"{args.control}.json")
+        if not os.path.isfile(path) or not os.path.isfile(os.path.join(args.out, f"{args.control}_weights.npz")):
+            p.error(f"--control {args.control}: no finished row and float weights of that family in {args.out} "
+                    "(run the family first, or pass its --out)")
         if args.npz is None:
             args.npz = os.path.join(args.out, "data.npz")
         extra = run_control(args)
@@ -453,7 +456,10 @@ def main(argv=None) -> int:
     header = machine()
     print("\n".join(header), flush=True)
     if not args.merge:
-        args.npz = load_data(args)
+        try:
+            args.npz = load_data(args)
+        except FileNotFoundError as exc:
+            p.error(f"{exc}: pass --data DIR, the folder holding cifar10_jpg/ (see ../shared/data/README.md)")
         for family in args.families:
             done = os.path.join(args.out, f"{family}.json")
             if args.resume and os.path.isfile(done):
