@@ -8,8 +8,9 @@ user's model is left untouched.
 With ``structure="channel"`` the model's graph decides what is pruned: only layers whose
 filters can later be *removed* (see :mod:`effkeras.prune.graph`), with the layers whose
 outputs are added together sharing one mask, and batch norm / depthwise layers after
-them wrapped in :class:`~effkeras.prune.ChannelFollower`. A final classifier (a model
-output) is never channel-pruned. ``keras.ops`` calls in the graph (MobileNetV3's
+them wrapped in :class:`~effkeras.prune.ChannelFollower` (after a channel
+``Concatenate``, one follower follows each concatenated group's mask in turn). A final
+classifier (a model output) is never channel-pruned. ``keras.ops`` calls in the graph (MobileNetV3's
 hard-sigmoid ``relu6(x + 3) / 6``) are kept as they are; filters whose pruned channels
 such a call would turn non-zero on the way to the next Conv/Dense are left unpruned,
 with a warning naming the call. Every keras.applications family prunes and strips
@@ -32,9 +33,11 @@ from effkeras.prune.graph import (
     LayerGraph,
     Space,
     channel_spaces,
+    effective_exits,
     inner,
     is_op,
     layer_graph,
+    leaf_segments,
     needs_follower,
     zero_flow,
 )
@@ -84,7 +87,7 @@ def _is_graph_model(model: Any) -> bool:
 
 def _channel_plan(
     model: keras.Model,
-    plan: dict[int, tuple[str, str]],
+    plan: dict[int, tuple[str, Any]],
     groups: dict[str, list[keras.layers.Layer]] | None = None,
     notes: list[str] | None = None,
 ) -> None:
@@ -97,14 +100,17 @@ def _channel_plan(
             f"Channel pruning needs the model's layer graph, but {model.name!r} is not built. "
             f"Build it first (give it a keras.Input, or call model.build(input_shape))."
         )
-    spaces, _ = channel_spaces(graph)
-    candidates = [s for s in spaces if s.shrinkable and s.sources and s.exits]
-    left_out = _unremovable(graph, candidates)
+    spaces, index = channel_spaces(graph)
+    exits = effective_exits(spaces, index)
+    candidates = [s for s in spaces if s.shrinkable and s.sources and exits[id(s)]]
+    left_out = _unremovable(graph, candidates, spaces, index, exits)
     candidates = [s for s in candidates if id(s) not in left_out]
     if notes is not None:
         notes.extend(left_out.values())
+    group_of: dict[int, str] = {}
     for space in candidates:
         group = f"{space.sources[0].layer.name}_channels"
+        group_of[id(space)] = group
         for node in space.sources:
             plan[id(node.layer)] = ("source", group)
             if groups is not None:
@@ -112,22 +118,54 @@ def _channel_plan(
         for node in space.members:
             if needs_follower(node.layer, node):
                 plan[id(node.layer)] = ("follower", group)
+    for space in spaces:
+        if not (space.composite and space.shrinkable):
+            continue
+        runs = _runs(space, spaces, index, group_of)
+        if runs is None:
+            continue
+        for node in space.members:
+            if needs_follower(node.layer, node):
+                plan[id(node.layer)] = ("follower", runs)
     for layer in model.layers:
         if _is_graph_model(layer) and isinstance(layer, keras.Model):
             _channel_plan(layer, plan, groups, notes)
 
 
-def _unremovable(graph: LayerGraph, candidates: list[Space]) -> dict[int, str]:
+def _runs(
+    space: Space, spaces: list[Space], index: dict[int, int], group_of: dict[int, str]
+) -> list[list] | None:
+    """A composite space's channels as ``[[group or None, channels], ...]`` runs (adjacent
+    runs of no group merged), or None when none of its channels is pruned."""
+    runs: list[list] = []
+    for leaf, n in leaf_segments(space, spaces, index):
+        group = group_of.get(id(leaf)) if leaf is not None else None
+        if runs and group is None and runs[-1][0] is None:
+            runs[-1][1] += n
+        else:
+            runs.append([group, n])
+    return runs if any(g is not None for g, _ in runs) else None
+
+
+def _unremovable(
+    graph: LayerGraph,
+    candidates: list[Space],
+    spaces: list[Space],
+    index: dict[int, int],
+    exits: dict[int, list[tuple[int, np.ndarray]]],
+) -> dict[int, str]:
     """id(space) -> why, for each candidate space whose pruned channels would not be zero
     where they leave the space (so strip_pruning could not remove them).
 
     Pruning a channel zeroes it at its sources and (through ChannelFollower) after every
-    batch norm-like layer; a ``keras.ops`` call cannot be wrapped, so one that maps 0 to
-    something else (``x + 3.0``) keeps the channel alive unless a ``Multiply`` by a zero
-    channel follows it (the squeeze-excite of MobileNetV3 does)."""
+    batch norm-like layer, in its own space and in the concatenations it feeds; a
+    ``keras.ops`` call cannot be wrapped, so one that maps 0 to something else
+    (``x + 3.0``) keeps the channel alive unless a ``Multiply`` by a zero channel follows
+    it (the squeeze-excite of MobileNetV3 does)."""
     sources = {id(n) for s in candidates for n in s.sources}
+    composites = [s for s in spaces if s.composite and s.shrinkable]
     followed = {
-        id(n) for s in candidates for n in s.members if needs_follower(n.layer, n)
+        id(n) for s in [*candidates, *composites] for n in s.members if needs_follower(n.layer, n)
     }
 
     def source_zero(node: GraphNode, c: int) -> np.ndarray | None:
@@ -138,24 +176,27 @@ def _unremovable(graph: LayerGraph, candidates: list[Space]) -> dict[int, str]:
 
     zero = zero_flow(graph, source_zero, follower_zero)
     readers = graph.consumers()
+    by_tensor = {t: s for s in spaces for t in s.tensors}
     out: dict[int, str] = {}
     for space in candidates:
-        alive = [t for t in space.exits if not zero[t].all()]
+        alive = [t for t, idx in exits[id(space)] if not zero[t][idx].all()]
         if not alive:
             continue
+        where = by_tensor.get(alive[0], space)
         culprits = [
             f"{'keras.ops.' if is_op(inner(n.layer)) else ''}{type(inner(n.layer)).__name__} "
             f"{n.layer.name!r}"
-            for n in space.members + space.merges
+            for n in where.members + where.merges
             if all(zero[t].all() for t in n.inputs) and not zero[n.outputs[0]].all()
         ] or ["a merge with a broadcast side input"]
-        exits = [n.layer.name for n in readers.get(alive[0], [])]
+        exit_names = [n.layer.name for n in readers.get(alive[0], [])]
         names = ", ".join(repr(n.layer.name) for n in space.sources)
         out[id(space)] = (
             f"Filters of {names} are not channel-pruned: {', '.join(culprits)} maps a zero "
-            f"channel to a non-zero value on the way to {exits}, so strip_pruning could not "
-            f"remove a pruned channel. To prune them, write that step as a layer that keeps "
-            f"zeros or that effkeras can follow (BatchNormalization, Activation, Rescaling)."
+            f"channel to a non-zero value on the way to {exit_names}, so strip_pruning could "
+            f"not remove a pruned channel. To prune them, write that step as a layer that "
+            f"keeps zeros or that effkeras can follow (BatchNormalization, Activation, "
+            f"Rescaling)."
         )
     return out
 
@@ -285,7 +326,7 @@ def _same_schedule(a: Any, b: Any) -> bool:
 def _resolve_layer_schedules(
     model: keras.Model,
     per_layer: dict[str, schedules.PruningSchedule | None],
-    plan: dict[int, tuple[str, str]],
+    plan: dict[int, tuple[str, Any]],
     groups: dict[str, list[keras.layers.Layer]],
     structure: structures.Structure,
 ) -> dict[int, schedules.PruningSchedule | None]:
@@ -349,7 +390,7 @@ def _prune_model(
     per_layer: dict[str, schedules.PruningSchedule | None] | None = None,
 ) -> keras.Model:
     channel = isinstance(structure, structures.Channel)
-    plan: dict[int, tuple[str, str]] = {}
+    plan: dict[int, tuple[str, Any]] = {}
     groups: dict[str, list[keras.layers.Layer]] = {}
     notes: list[str] = []
     if channel:
@@ -362,8 +403,14 @@ def _prune_model(
             plan[id(s)][1] for s in (layer for g in groups.values() for layer in g)
             if id(s) in own and own[id(s)] is None
         }
-        for key, (_role, group) in list(plan.items()):
-            if group in unpruned:
+        for key, (role, group) in list(plan.items()):
+            if isinstance(group, list):  # a follower after a Concatenate: runs of groups
+                runs = [[None if g in unpruned else g, n] for g, n in group]
+                if any(g is not None for g, _ in runs):
+                    plan[key] = (role, runs)
+                else:
+                    del plan[key]
+            elif group in unpruned:
                 del plan[key]
 
     def args_for(layer: keras.layers.Layer) -> dict:

@@ -12,8 +12,17 @@ it (members), and input channel ``c`` from every layer that *consumes* it (a Con
 Dense, a Dense after Flatten): its *exits*. A channel can be removed when it is zero at
 every exit; inside the space it may be anything (a hard-sigmoid turns 0 into 0.5, and
 the squeeze-excite ``Multiply`` after it turns that back into 0). A space whose channels
-cannot all be removed that way (it is a model input or output, or feeds a Concatenate,
-a Flatten to something other than Dense...) is *blocked*, with the reason recorded.
+cannot all be removed that way (it is a model input or output, it feeds a Flatten to
+something other than Dense...) is *blocked*, with the reason recorded.
+
+A ``Concatenate`` on the channel axis starts a *composite* space: its channels are its
+inputs' channels one after the other (its *segments*), so it has no sources of its own.
+Channel ``c`` of an input space sits at ``offset + c`` of the concatenation: removing it
+removes that channel from the composite space's members and exits too, and a channel of
+the input space can be removed only when it is zero at its own exits and at the
+composite space's (:func:`effective_exits`; chains of concatenations, as in DenseNet's
+dense blocks, compose). An input space is blocked when the composite space is (it is a
+model output, a layer that is not per-channel consumes it...).
 """
 
 from __future__ import annotations
@@ -182,9 +191,22 @@ def _reshape_keeps_channels(node: GraphNode, shapes: dict[int, tuple] | None) ->
                 target[-1] in (a[-1], -1))
 
 
+def _concat_on_channels(layer: Any, node: GraphNode, shapes: dict[int, tuple] | None) -> bool:
+    """Whether a Concatenate call joins its inputs along their last (channel) axis."""
+    if shapes is None or len(node.outputs) != 1 or len(node.inputs) < 2:
+        return False
+    out = shapes.get(node.outputs[0])
+    ins = [shapes.get(t) for t in node.inputs]
+    if not out or any(not s or s[-1] is None for s in ins) or out[-1] is None:
+        return False
+    axis = int(layer.axis)
+    return (axis == -1 or axis == len(out) - 1) and sum(int(s[-1]) for s in ins) == int(out[-1])
+
+
 def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | None = None) -> str:
     """How a layer (or op) treats channels: ``pass`` (channel c -> c), ``merge``,
-    ``source`` (makes a new channel set: Conv, Dense), or ``other``.
+    ``concat`` (a Concatenate on the channel axis), ``source`` (makes a new channel set:
+    Conv, Dense), or ``other``.
 
     ``node`` (and the graph's ``shapes``) let ops and Reshape be judged by their call."""
     base = inner(layer)
@@ -192,6 +214,8 @@ def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | N
         return _op_kind(node, shapes) if node is not None else "other"
     if _is(base, *_MERGE):
         return "merge"
+    if _is(base, "Concatenate"):
+        return "concat" if node is not None and _concat_on_channels(base, node, shapes) else "other"
     if _is(base, *_PLAIN):
         return "pass" if _channels_last(base) else "other"
     if _is(base, "Reshape"):
@@ -274,10 +298,21 @@ class Space:
     flatten_consumers: list[tuple[GraphNode, list[GraphNode]]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     exits: list[int] = field(default_factory=list)
+    #: composite spaces: the Concatenate nodes producing it, and its segments in order:
+    #: (input tensor id, offset in the concatenation, channels)
+    concats: list[GraphNode] = field(default_factory=list)
+    segments: list[tuple[int, int, int]] = field(default_factory=list)
+    #: input spaces of a Concatenate: (input tensor id, concatenation tensor id, offset)
+    concat_exits: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def shrinkable(self) -> bool:
         return not self.blocked
+
+    @property
+    def composite(self) -> bool:
+        """Whether the space is a concatenation of other spaces (see the module docstring)."""
+        return bool(self.concats)
 
 
 #: Layers that are the identity at inference, so a Dense behind them still reads the
@@ -376,6 +411,13 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
                 for s in side.get(id(n), []):
                     if graph.channels(s) != 1:
                         space.blocked.append(f"{name!r} broadcasts its inputs")
+            elif k == "concat":
+                space.concats.append(n)
+                offset = 0
+                for i in n.inputs:
+                    space.segments.append((i, offset, graph.channels(i)))
+                    spaces[index[i]].concat_exits.append((i, t, offset))
+                    offset += graph.channels(i)
             else:
                 space.sources.append(n)
                 if k != "source":
@@ -383,6 +425,11 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
             if shared:
                 space.blocked.append(f"{name!r} is called more than once")
         if k in ("pass", "merge"):
+            continue
+        if k == "concat":
+            if shared:
+                for t in n.inputs:
+                    spaces[index[t]].blocked.append(f"{name!r} is called more than once")
             continue
         for t in n.inputs:
             space = spaces[index[t]]
@@ -400,7 +447,85 @@ def channel_spaces(graph: LayerGraph) -> tuple[list[Space], dict[int, int]]:
                     space.blocked.append(f"Flatten {name!r} feeds something other than Dense")
             else:
                 space.blocked.append(f"{name!r} ({type(base).__name__}) consumes it")
+    for space in spaces:
+        if len(space.concats) > 1:
+            space.blocked.append(
+                f"it joins the Concatenates {[inner(n.layer).name for n in space.concats]}"
+            )
+        elif space.concats and space.sources:
+            space.blocked.append(
+                f"it joins the Concatenate {inner(space.concats[0].layer).name!r} with "
+                f"{inner(space.sources[0].layer).name!r}"
+            )
+    _block_concat_inputs(spaces, index, graph)
     return spaces, index
+
+
+def _block_concat_inputs(spaces: list[Space], index: dict[int, int], graph: LayerGraph) -> None:
+    """Block every space that feeds a Concatenate whose composite space is blocked
+    (repeated until nothing changes: chains of concatenations)."""
+    done: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for space in spaces:
+            if id(space) in done:
+                continue
+            for _t, cat, _offset in space.concat_exits:
+                target = spaces[index[cat]]
+                if target.blocked:
+                    name = inner(target.concats[0].layer).name if target.concats else "?"
+                    space.blocked.append(
+                        f"it is concatenated by {name!r} into channels that cannot be "
+                        f"removed ({target.blocked[0]})"
+                    )
+                    done.add(id(space))
+                    changed = True
+                    break
+
+
+def effective_exits(
+    spaces: list[Space], index: dict[int, int]
+) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """id(space) -> the (tensor id, channel index per channel of the space) pairs where
+    its channels must be zero to be removable: its own exits, and through each
+    Concatenate it feeds, the composite space's (with the channel's offset there)."""
+    memo: dict[int, list[tuple[int, np.ndarray]]] = {}
+
+    def of(i: int, stack: frozenset) -> list[tuple[int, np.ndarray]]:
+        space = spaces[i]
+        if id(space) in memo:
+            return memo[id(space)]
+        own = np.arange(space.channels)
+        found = [(t, own) for t in space.exits]
+        for _t, cat, offset in space.concat_exits:
+            j = index[cat]
+            if j in stack:  # a cycle cannot happen in a functional graph; stay finite
+                continue
+            for t, idx in of(j, stack | {j}):
+                found.append((t, idx[offset + own]))
+        memo[id(space)] = found
+        return found
+
+    for i in range(len(spaces)):
+        of(i, frozenset({i}))
+    return memo
+
+
+def leaf_segments(
+    space: Space, spaces: list[Space], index: dict[int, int]
+) -> list[tuple[Space | None, int]]:
+    """A composite space's channels as runs of (input space with sources, channels), in
+    order, composite inputs expanded; None for a run whose channels have no sources
+    (a model input, a layer that is not per-channel...)."""
+    out: list[tuple[Space | None, int]] = []
+    for t, _offset, channels in space.segments:
+        sub = spaces[index[t]]
+        if sub.composite:
+            out.extend(leaf_segments(sub, spaces, index))
+        else:
+            out.append((sub if sub.sources else None, channels))
+    return out
 
 
 def zero_flow(
@@ -413,7 +538,8 @@ def zero_flow(
     ``source_zero(node, channels)`` gives a source's zero output channels (None: none),
     ``follower_zero(node, channels)`` those a ChannelFollower (or a layer that will be
     wrapped in one) forces to zero. A ``pass`` node carries zeros when it maps 0 to 0, a
-    ``Multiply`` when any of its inputs is zero there, other merges when all are.
+    ``Multiply`` when any of its inputs is zero there, other merges when all are; a
+    ``Concatenate`` puts its inputs' zeros one after the other.
     """
     kinds = {id(n): kind(n.layer, n, graph.shapes) for n in graph.nodes}
     zero: dict[int, np.ndarray] = {}
@@ -444,6 +570,11 @@ def zero_flow(
             elif k == "source":
                 forced = source_zero(node, c)
                 out = none if forced is None else forced
+            elif k == "concat":
+                parts = [zero.get(i) for i in node.inputs]
+                ok = all(z is not None and z.size == graph.channels(i)
+                         for z, i in zip(parts, node.inputs, strict=True))
+                out = np.concatenate(parts) if ok and sum(z.size for z in parts) == c else none
             else:
                 out = none
             zero[t] = out

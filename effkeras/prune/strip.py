@@ -5,9 +5,10 @@ Every :class:`~effkeras.prune.PruneLowMagnitude` becomes its wrapped layer holdi
 For channel pruning the model is then made *smaller*: each channel that is exactly zero
 everywhere in its channel space (see :mod:`effkeras.prune.graph`) is removed from the
 layers producing it, from the batch norm / depthwise layers inside the space, and from
-the input of the layers consuming it (Conv, Dense, Dense after Flatten, across residual
-``Add``). Zero is checked, not assumed, so the smaller model computes what the masked
-one did, within float rounding.
+the input of the layers consuming it (Conv, Dense, Dense after Flatten), across residual
+``Add`` and channel ``Concatenate`` (DenseNet's dense blocks, NASNet's cells). Zero is
+checked, not assumed, so the smaller model computes what the masked one did, within
+float rounding.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from keras import ops
 
 from effkeras.errors import PruningError
 from effkeras.prune.apply import copy_weights
-from effkeras.prune.graph import GraphNode, channel_spaces, inner, is_op, layer_graph, zero_flow
+from effkeras.prune.graph import (
+    GraphNode,
+    channel_spaces,
+    effective_exits,
+    inner,
+    is_op,
+    layer_graph,
+    leaf_segments,
+    zero_flow,
+)
 from effkeras.prune.measure import model_cost
 from effkeras.prune.structures import Channel
 from effkeras.prune.wrapper import ChannelFollower, PruneLowMagnitude
@@ -53,35 +63,53 @@ def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
     graph = layer_graph(model)
     if graph is None:
         return
-    spaces, _ = channel_spaces(graph)
+    spaces, index = channel_spaces(graph)
+    exits = effective_exits(spaces, index)
     zero = zero_flow(graph, _source_zero, _follower_zero)
+    dead_of: dict[int, np.ndarray] = {}
     for space in spaces:
         if not space.shrinkable or not space.sources or space.channels <= 1:
             continue
-        # A channel can go when it is zero wherever it leaves the space; inside it may
-        # be anything (see effkeras.prune.graph).
-        where = space.exits or space.tensors
+        # A channel can go when it is zero wherever it leaves the space (and the
+        # concatenations it feeds); inside it may be anything (see effkeras.prune.graph).
+        where = exits[id(space)] or [(t, np.arange(space.channels)) for t in space.tensors]
         dead = np.logical_and.reduce(
-            [zero.get(t, np.zeros(space.channels, bool)) for t in where]
+            [zero.get(t, np.zeros(graph.channels(t), bool))[idx] for t, idx in where]
         )
         if not dead.any() or dead.all():
             continue
-        keep = np.flatnonzero(~dead)
-        for node in space.sources:
-            plan.setdefault(id(node.layer), {})["out"] = keep
-        for node in space.members:
-            entry = plan.setdefault(id(node.layer), {})
-            entry["member"], entry["channels"] = keep, np.asarray(space.channels)
-        for node in space.consumers:
-            plan.setdefault(id(node.layer), {})["in"] = keep
-        for flatten, denses in space.flatten_consumers:
-            spatial = int(np.prod(graph.shapes[flatten.inputs[0]][1:-1]))
-            rows = (np.arange(spatial)[:, None] * space.channels + keep[None, :]).ravel()
-            for dense in denses:
-                plan.setdefault(id(dense.layer), {})["rows"] = rows
+        dead_of[id(space)] = dead
+        _remove(space, np.flatnonzero(~dead), graph, plan, sources=True)
+    for space in spaces:
+        if not space.composite or not space.shrinkable:
+            continue
+        dead = np.concatenate([
+            dead_of.get(id(leaf), np.zeros(n, bool)) if leaf is not None else np.zeros(n, bool)
+            for leaf, n in leaf_segments(space, spaces, index)
+        ])
+        if dead.any() and dead.size == space.channels:
+            _remove(space, np.flatnonzero(~dead), graph, plan, sources=False)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             _plan(layer, plan)
+
+
+def _remove(space: Any, keep: np.ndarray, graph: Any, plan: dict, sources: bool) -> None:
+    """Plan the removal of a space's channels but ``keep``: from its sources (unless it is
+    a concatenation), its members and the input of its consumers."""
+    if sources:
+        for node in space.sources:
+            plan.setdefault(id(node.layer), {})["out"] = keep
+    for node in space.members:
+        entry = plan.setdefault(id(node.layer), {})
+        entry["member"], entry["channels"] = keep, np.asarray(space.channels)
+    for node in space.consumers:
+        plan.setdefault(id(node.layer), {})["in"] = keep
+    for flatten, denses in space.flatten_consumers:
+        spatial = int(np.prod(graph.shapes[flatten.inputs[0]][1:-1]))
+        rows = (np.arange(spatial)[:, None] * space.channels + keep[None, :]).ravel()
+        for dense in denses:
+            plan.setdefault(id(dense.layer), {})["rows"] = rows
 
 
 def _named_weights(layer: Any) -> list[tuple[str, np.ndarray]]:

@@ -139,6 +139,8 @@ def advance(
             thresholds.append(threshold)
         _assign(layer, masks, thresholds)
         updated.append(layer.name)
+    keeps: dict[str, np.ndarray] = {}
+    updated_groups: set[str] = set()
     for group, members in groups.items():
         due = [s for _, s in members if s is not None]
         if not due:
@@ -152,7 +154,17 @@ def advance(
             shape = layer.masks[-1].shape
             _assign(layer, [np.broadcast_to(keep, shape).astype("float32")], [threshold])
             updated.append(layer.name)
+        updated_groups.add(group)
+        keeps[group] = np.asarray(keep, "float32")
+    if keeps:
+        # current keep vectors of the groups not updated now, for followers of several
+        for layer in prunes:
+            g = layer.channel_group if isinstance(layer.structure, Channel) else None
+            if g and g not in keeps and layer.built:
+                current = layer.channel_keep()
+                if current is not None:
+                    keeps[g] = current.astype("float32")
         for follower in followers:
-            if follower.channel_group == group and follower.built:
-                follower.channel_mask.assign(keep)
+            if follower.built and any(g in updated_groups for g in follower.groups):
+                follower.channel_mask.assign(follower.mask_from(keeps))
     return updated

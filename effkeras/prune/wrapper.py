@@ -275,25 +275,46 @@ class ChannelFollower(keras.layers.Wrapper):
 
     Args:
         layer: the per-channel layer.
-        channel_group: name of the channel group it follows.
+        channel_group: name of the channel group it follows; or, after a
+            ``Concatenate``, its channels as runs ``[[group or None, channels], ...]``
+            in order (a None run is never pruned).
         **kwargs: layer arguments (``name``...).
     """
 
-    def __init__(self, layer: keras.layers.Layer, channel_group: str, **kwargs: Any):
-        if not isinstance(channel_group, str) or not channel_group:
-            raise PruningError(
-                f"channel_group must be a non-empty string. Received: {channel_group!r}"
-            )
+    def __init__(self, layer: keras.layers.Layer, channel_group: str | list, **kwargs: Any):
+        self.segments = _check_segments(channel_group)
         kwargs.setdefault("name", f"channel_follower_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.channel_group = channel_group
+        self.channel_group = channel_group if isinstance(channel_group, str) else [
+            list(run) for run in self.segments]
+
+    @property
+    def groups(self) -> list[str]:
+        """The channel groups this layer follows."""
+        return [g for g, _ in self.segments if g is not None]
 
     def build(self, input_shape: Any = None) -> None:
         super().build(input_shape)
-        out = self.layer.compute_output_shape(input_shape)
+        out = int(self.layer.compute_output_shape(input_shape)[-1])
+        if not isinstance(self.channel_group, str) and sum(n for _, n in self.segments) != out:
+            raise PruningError(
+                f"ChannelFollower {self.name!r}: the runs of channel_group cover "
+                f"{sum(n for _, n in self.segments)} channels, but {self.layer.name!r} has "
+                f"{out}. Received: channel_group={self.channel_group!r}"
+            )
         self.channel_mask = self.add_weight(
-            name="channel_mask", shape=(int(out[-1]),), initializer="ones", trainable=False
+            name="channel_mask", shape=(out,), initializer="ones", trainable=False
         )
+
+    def mask_from(self, keeps: dict[str, np.ndarray]) -> np.ndarray:
+        """The channel mask for the groups' current keep vectors (missing: all kept)."""
+        if isinstance(self.channel_group, str):
+            return keeps[self.channel_group]
+        parts = []
+        for group, n in self.segments:
+            keep = keeps.get(group) if group is not None else None
+            parts.append(np.ones(n, "float32") if keep is None or keep.size != n else keep)
+        return np.concatenate(parts).astype("float32")
 
     def call(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
         outputs = self.layer(inputs, training=training, **kwargs)
@@ -304,3 +325,24 @@ class ChannelFollower(keras.layers.Wrapper):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "channel_group": self.channel_group}
+
+
+def _check_segments(channel_group: Any) -> list[tuple[str | None, int]]:
+    """``channel_group`` as runs of (group, channels); a PruningError naming a bad one."""
+    if isinstance(channel_group, str) and channel_group:
+        return [(channel_group, -1)]
+    ok = isinstance(channel_group, list | tuple) and bool(channel_group)
+    runs: list[tuple[str | None, int]] = []
+    for run in channel_group if ok else []:
+        if (not isinstance(run, list | tuple) or len(run) != 2
+                or not (run[0] is None or (isinstance(run[0], str) and run[0]))
+                or isinstance(run[1], bool) or not isinstance(run[1], int) or run[1] < 1):
+            ok = False
+            break
+        runs.append((run[0], int(run[1])))
+    if not ok or not any(g is not None for g, _ in runs):
+        raise PruningError(
+            f"channel_group must be a non-empty string, or a list of [group name or None, "
+            f"channels] runs with at least one group. Received: {channel_group!r}"
+        )
+    return runs
