@@ -112,6 +112,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--searches", type=parse_searches, default=list(SEARCHES),
                    help="which searches to run now (comma-separated); the table has every finished one under --out")
     p.add_argument("--no-baseline", action="store_true", help="do not train the hand-found architecture now")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write the table and results of the finished folders under --out")
+    p.add_argument("--run-command", default=None,
+                   help="with --report: the command line that ran the searches, for the table")
     p.add_argument("--resume", action="store_true",
                    help="continue the searches (and baseline) under --out instead of starting them again")
     p.add_argument("--max-bytes", type=_positive("--max-bytes"), default=MAX_BYTES, help="size limit of the .tflite")
@@ -407,6 +411,9 @@ def markdown(rows: list[dict[str, Any]], args, command: str) -> str:
               "- Hyperband's trial count is set by its schedule (effkeras.tune gives keras-tuner's HyperbandOracle "
               "no max_trials), so its trial count and training epochs differ from the others'; its trials train "
               "1 to max_epochs epochs each.",
+              *(["- The data folder is a tree extracted from cifar10_jpg's two tarballs (the same JPEG files, read by "
+                 "effkeras.data in the same sorted, class-interleaved order): reading the tar.gz takes minutes a load "
+                 "here, the tree seconds."] if _is_tree(args.data) else []),
               "- A full run on a bigger machine: `python benchmarks/tune_search.py --data DIR --train 50000 "
               "--epochs 30 --max-trials 40 --out DIR --results FILE`, or one search at a time with "
               "`--searches NAME --out DIR --resume` (the table merges every finished search under --out)."]
@@ -414,6 +421,15 @@ def markdown(rows: list[dict[str, Any]], args, command: str) -> str:
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def _is_tree(data: str | None) -> bool:
+    """Whether ``data`` holds an extracted CIFAR-10 JPEG tree and no tarball."""
+    if not data:
+        return False
+    dirs = (data, os.path.join(data, "cifar10_jpg"))
+    return (any(os.path.isdir(os.path.join(d, "CIFAR-10-images", "train")) for d in dirs)
+            and not any(os.path.isfile(os.path.join(d, "cifar10_train_jpg.tar.gz")) for d in dirs))
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -435,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     board = size_board(args.max_bytes, args.ram_kb)
+    if args.report:
+        args.searches, args.no_baseline = [], True
     if not args.no_baseline:  # first: it is the comparison that matters at a reduced budget
         print("[tune_search] the hand-found architecture", flush=True)
         base = run_baseline(args, board)
@@ -451,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         print("tune_search: error: no finished search under " + args.out, file=sys.stderr)
         return 1
     command = "benchmarks/tune_search.py " + " ".join(argv)
-    text = markdown(rows, args, command)
+    text = markdown(rows, args, args.run_command or command)
     print(text)
     if args.results:
         results.save(args.results, results.build(

@@ -93,14 +93,19 @@ def test_a_data_folder_without_cifar10_exits_2(tmp_path, capsys):
 
 
 def test_a_tiny_search_and_the_baseline_end_to_end_on_digits(tmp_path):
-    """Two real searches (2 trials each) and the hand-found architecture on 120 digits; then a
-    second run of another search merges into the same table."""
+    """A real random search (2 trials) and the hand-found architecture on 100 digits; a second
+    run (a Bayesian search, 1 trial) merges into the same table; --report rewrites it."""
     out, res = tmp_path / "out", tmp_path / "r.json"
     common = ["--dataset", "digits", "--train", "100", "--epochs", "1", "--qat-epochs", "0", "--model", "cnn",
               "--out", str(out), "--results", str(res)]
     assert ts.main(common + ["--searches", "random", "--max-trials", "2"]) == 0
     assert ts.main(common + ["--searches", "bayesian", "--max-trials", "1", "--no-baseline"]) == 0
+    first = json.loads(res.read_text())["raw"]["rows"]
+    # --report runs nothing and writes the same rows
+    assert ts.main(common + ["--report", "--run-command", "the run"]) == 0
     doc = json.loads(res.read_text())
+    assert doc["raw"]["rows"] == first
+    assert any("command: `the run`" in n for n in doc["notes"])
     rows = {r["search"]: r for r in doc["raw"]["rows"]}
     assert set(rows) == {"random", "bayesian", ts.BASELINE}
     for name in ("random", "bayesian"):
