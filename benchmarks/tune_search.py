@@ -398,8 +398,9 @@ def markdown(rows: list[dict[str, Any]], args, command: str) -> str:
               f"**{goal_verdict(rows, HAND_ACC, args.max_bytes)}**"
               + (f" (best search model {_pct(b['best']['test_int8_accuracy'])} at {_bytes(b['best']['size_bytes'])} B, "
                  f"{b['search']})" if b else " (no search found a feasible trained model)")
-              + ". At this reduced budget the comparison that means something is the hand-found architecture "
-                "trained the same way; the goal needs the full budget (see the options below)."]
+              + (". At this reduced budget the comparison that means something is the hand-found architecture "
+                 "trained the same way; the goal needs the full budget (see the options below)."
+                 if goal_verdict(rows, HAND_ACC, args.max_bytes) == "no" else ".")]
     lines += [f"- The size limit is a custom board: flash exactly {args.max_bytes:,} B, no program estimate, RAM "
               f"{args.ram_kb} KiB for the TFLM arena; a trial that does not fit is measured untrained and not "
               "trained (infeasible). Every search runs through `effkeras.tune.tune` (what `effkeras tune` runs), "
