@@ -34,6 +34,7 @@ from effkeras.prune.graph import (
     Space,
     channel_spaces,
     effective_exits,
+    inlined_models,
     inner,
     is_op,
     layer_graph,
@@ -94,7 +95,7 @@ def _channel_plan(
     """Fill ``plan``: id(layer) -> ("source" | "follower", group) for channel pruning,
     ``groups``: group -> its source layers (the layers that share one mask), and
     ``notes``: why a space of prunable filters is left alone."""
-    graph = layer_graph(model)
+    graph = layer_graph(model, inline_models=True)
     if graph is None:
         raise PruningError(
             f"Channel pruning needs the model's layer graph, but {model.name!r} is not built. "
@@ -127,8 +128,9 @@ def _channel_plan(
         for node in space.members:
             if needs_follower(node.layer, node):
                 plan[id(node.layer)] = ("follower", runs)
-    for layer in model.layers:
-        if _is_graph_model(layer) and isinstance(layer, keras.Model):
+    inlined = {id(m) for m in inlined_models(model)}
+    for layer in model.layers:  # nested models called more than once: on their own
+        if _is_graph_model(layer) and isinstance(layer, keras.Model) and id(layer) not in inlined:
             _channel_plan(layer, plan, groups, notes)
 
 

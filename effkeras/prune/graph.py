@@ -69,14 +69,34 @@ class LayerGraph:
         return int(shape[-1]) if shape and shape[-1] is not None else 0
 
 
-def layer_graph(model: keras.Model) -> LayerGraph | None:
-    """The nodes of a Functional (or built Sequential) model in topological order."""
+@dataclass
+class Boundary:
+    """Where a nested model inlined by :func:`layer_graph` hands a tensor across its edge
+    (the outer tensor to its input, its output to the outer tensor): the identity."""
+
+    name: str
+    model: Any = None
+    index: int = 0
+    side: str = "input"
+
+
+def layer_graph(model: keras.Model, inline_models: bool = False) -> LayerGraph | None:
+    """The nodes of a Functional (or built Sequential) model in topological order.
+
+    With ``inline_models``, a nested Functional/Sequential model called once is replaced
+    by its own nodes, joined to the outer tensors by :class:`Boundary` nodes, so channel
+    spaces run through it (a keras.applications base inside ``Sequential([base,
+    GlobalAveragePooling2D(), Dense(10)])``)."""
     functional = model
     if isinstance(model, keras.Sequential):
         functional = getattr(model, "_functional", None)
     by_depth = getattr(functional, "_nodes_by_depth", None)
     if functional is None or by_depth is None:
         return None
+    calls: dict[int, int] = {}
+    for depth in by_depth:
+        for node in by_depth[depth]:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
     nodes, shapes = [], {}
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
@@ -84,17 +104,49 @@ def layer_graph(model: keras.Model) -> LayerGraph | None:
                 shapes[id(t)] = tuple(t.shape)
             if isinstance(node.operation, keras.layers.InputLayer):
                 continue
-            nodes.append(
-                GraphNode(
-                    node.operation,
-                    [id(t) for t in node.input_tensors],
-                    [id(t) for t in node.output_tensors],
-                    node,
+            sub = (
+                layer_graph(node.operation, inline_models=True)
+                if inline_models and isinstance(node.operation, keras.Model)
+                and calls[id(node.operation)] == 1 else None
+            )  # fmt: skip
+            ins, outs = list(node.input_tensors), list(node.output_tensors)
+            if sub is not None and len(sub.inputs) == len(ins) and len(sub.outputs) == len(outs):
+                name = node.operation.name
+                m = node.operation
+                nodes.extend(
+                    GraphNode(Boundary(f"{name} (input {i})", m, i, "input"), [id(a)], [b])
+                    for i, (a, b) in enumerate(zip(ins, sub.inputs, strict=True))
                 )
-            )
+                nodes.extend(sub.nodes)
+                nodes.extend(
+                    GraphNode(Boundary(f"{name} (output {i})", m, i, "output"), [a], [id(b)])
+                    for i, (a, b) in enumerate(zip(sub.outputs, outs, strict=True))
+                )
+                shapes.update(sub.shapes)
+                continue
+            nodes.append(GraphNode(node.operation, [id(t) for t in ins], [id(t) for t in outs], node))
     return LayerGraph(
         nodes, [id(t) for t in functional.inputs], [id(t) for t in functional.outputs], shapes
     )
+
+
+def inlined_models(model: keras.Model) -> list[keras.Model]:
+    """The nested models that ``layer_graph(model, inline_models=True)`` inlines (at any
+    depth), so that callers do not visit them a second time on their own."""
+    graph = layer_graph(model)
+    if graph is None:
+        return []
+    calls: dict[int, int] = {}
+    for n in graph.nodes:
+        calls[id(n.layer)] = calls.get(id(n.layer), 0) + 1
+    out = []
+    for n in graph.nodes:
+        if isinstance(n.layer, keras.Model) and calls[id(n.layer)] == 1:
+            sub = layer_graph(n.layer)
+            if sub is not None and len(sub.inputs) == len(n.inputs) and len(sub.outputs) == len(n.outputs):
+                out.append(n.layer)
+                out.extend(inlined_models(n.layer))
+    return out
 
 
 def inner(layer: Any) -> Any:
@@ -104,7 +156,7 @@ def inner(layer: Any) -> Any:
 
 def is_op(layer: Any) -> bool:
     """Whether a graph node is a ``keras.ops`` operation (``x + 3.0``), not a layer."""
-    return not isinstance(layer, keras.layers.Layer)
+    return not isinstance(layer, keras.layers.Layer | Boundary)
 
 
 def _is(layer: Any, *names: str) -> bool:
@@ -210,6 +262,8 @@ def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | N
 
     ``node`` (and the graph's ``shapes``) let ops and Reshape be judged by their call."""
     base = inner(layer)
+    if isinstance(base, Boundary):
+        return "pass"
     if is_op(base):
         return _op_kind(node, shapes) if node is not None else "other"
     if _is(base, *_MERGE):
@@ -248,6 +302,8 @@ def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | N
 def keeps_zero(layer: Any, node: GraphNode | None = None) -> bool:
     """Whether a ``pass`` layer (or op call) maps an all-zero channel to an all-zero one."""
     base = inner(layer)
+    if isinstance(base, Boundary):
+        return True
     if is_op(base):
         if node is None or node.call is None:
             return False
@@ -276,7 +332,10 @@ def keeps_zero(layer: Any, node: GraphNode | None = None) -> bool:
 def needs_follower(layer: Any, node: GraphNode | None = None) -> bool:
     """Whether a ``pass`` layer inside a pruned space must be wrapped in ChannelFollower
     (ops cannot be wrapped: see :func:`zero_flow` for what strip makes of them)."""
-    return not is_op(inner(layer)) and kind(layer, node) == "pass" and not keeps_zero(layer, node)
+    base = inner(layer)
+    if is_op(base) or isinstance(base, Boundary):
+        return False
+    return kind(layer, node) == "pass" and not keeps_zero(layer, node)
 
 
 def multiplies(layer: Any) -> bool:

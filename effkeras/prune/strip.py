@@ -23,9 +23,11 @@ from keras import ops
 from effkeras.errors import PruningError
 from effkeras.prune.apply import copy_weights
 from effkeras.prune.graph import (
+    Boundary,
     GraphNode,
     channel_spaces,
     effective_exits,
+    inlined_models,
     inner,
     is_op,
     layer_graph,
@@ -60,7 +62,7 @@ def _follower_zero(node: GraphNode, channels: int) -> np.ndarray | None:
 def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
     """Fill ``plan``: id(layer) -> {"out"|"in"|"member"|"rows": indices to keep,
     "channels": the space's channel count before}."""
-    graph = layer_graph(model)
+    graph = layer_graph(model, inline_models=True)
     if graph is None:
         return
     spaces, index = channel_spaces(graph)
@@ -89,8 +91,9 @@ def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
         ])
         if dead.any() and dead.size == space.channels:
             _remove(space, np.flatnonzero(~dead), graph, plan, sources=False)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
+    inlined = {id(m) for m in inlined_models(model)}
+    for layer in model.layers:  # nested models called more than once: on their own
+        if isinstance(layer, keras.Model) and id(layer) not in inlined:
             _plan(layer, plan)
 
 
@@ -101,6 +104,11 @@ def _remove(space: Any, keep: np.ndarray, graph: Any, plan: dict, sources: bool)
         for node in space.sources:
             plan.setdefault(id(node.layer), {})["out"] = keep
     for node in space.members:
+        if isinstance(node.layer, Boundary):
+            if node.layer.side == "input":  # a nested model's input shape changes
+                inputs = plan.setdefault(id(node.layer.model), {}).setdefault("inputs", {})
+                inputs[node.layer.index] = int(keep.size)
+            continue
         entry = plan.setdefault(id(node.layer), {})
         entry["member"], entry["channels"] = keep, np.asarray(space.channels)
     for node in space.consumers:
@@ -223,6 +231,9 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
     def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
         if is_op(layer):
             return layer  # a keras.ops call: stateless, follows its input's channels
+        if isinstance(layer, keras.Model) and layer_graph(layer) is not None:
+            return _clone_nested(layer, plan.get(id(layer), {}) if remove_channels else {},
+                                 clone_function)
         config = inner(layer).get_config()
         entry = plan.get(id(layer), {}) if remove_channels else {}
         keep = entry.get("out")
@@ -247,13 +258,38 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
         pairs.append((layer, new))
         return new
 
-    stripped = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    stripped = keras.models.clone_model(model, clone_function=clone_function)
     for old, new in pairs:
         if inner(old).weights:
             copy_weights(
                 old, new, _slice(old, _named_weights(old), plan.get(id(old), {}), remove_channels)
             )
     return stripped
+
+
+def _clone_nested(model: keras.Model, entry: dict, clone_function: Any) -> keras.Model:
+    """A nested model cloned with ``clone_function``, on inputs with the channels that
+    stripping left it (``entry["inputs"]``: input index -> channels)."""
+    channels = entry.get("inputs", {})
+    if not channels:
+        return keras.models.clone_model(model, clone_function=clone_function)
+    inputs = [
+        keras.Input(
+            shape=(*t.shape[1:-1], channels.get(i, t.shape[-1])), dtype=t.dtype,
+            batch_size=t.shape[0], name=_input_name(t),
+        )
+        for i, t in enumerate(model.inputs)
+    ]
+    return keras.models.clone_model(
+        model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
+        clone_function=clone_function,
+    )
+
+
+def _input_name(tensor: Any) -> str | None:
+    """The name of the InputLayer that made a model input tensor."""
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(history[0], "name", None) if history else None
 
 
 @dataclass
