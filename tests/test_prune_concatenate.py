@@ -135,3 +135,33 @@ def test_follower_rejects_bad_runs():
     follower = prune.ChannelFollower(L.BatchNormalization(), [["g", 3], [None, 2]])
     with pytest.raises(PruningError, match="cover 5 channels, but .* has 6"):
         follower.build((None, 4, 4, 6))
+
+
+def test_pruned_densenet_strips_quantizes_and_converts_full_int8():
+    """keras.applications' DenseNet block code (reduced depth): channel-pruned through its
+    concatenations, stripped, then QAT to a full-int8 file that matches Keras."""
+    from keras.src.applications import densenet
+
+    from effkeras.convert import read_tflite, to_tflite
+    from effkeras.quantize import quantize_model
+    from effkeras.runtime import LiteRTRunner
+
+    keras.utils.set_random_seed(0)
+    model = densenet.DenseNet([1, 1, 1, 1], input_shape=(32, 32, 3), weights=None, classes=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruned = prune.prune_low_magnitude(model, prune.ConstantSparsity(0.5, 0), structure="channel")
+    prune.update_pruning_step(pruned, 0)
+    stripped = prune.strip_pruning(pruned)
+    cats = [la.name for la in model.layers if isinstance(la, L.Concatenate)]
+    assert cats and all(
+        stripped.get_layer(n).output.shape[-1] < model.get_layer(n).output.shape[-1] for n in cats
+    )
+    x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    qat = quantize_model(stripped, calibration_data=x)
+    data = to_tflite(qat, quantize="int8")
+    parsed = read_tflite(data)
+    assert parsed.is_full_integer and not parsed.float_ops()
+    ref = keras.ops.convert_to_numpy(qat(x, training=False))
+    lite = LiteRTRunner(data, kernels="reference").predict(x)
+    assert np.mean(np.abs(ref - lite) <= 1.0001 / 256) >= 0.99
