@@ -18,7 +18,10 @@ generated sketch folder (nothing in the package changes):
   40 instructions a tick under ``-icount shift=0``).
 
 Whole inferences are timed on builds without the profiler (the sketch's ``BENCH``, 1000
-instructions a microsecond); per-op counts come from the profiled build. Outputs are
+instructions a microsecond); per-op counts come from the profiled build. With
+``cycles_plugin`` (``benchmarks/mlperf_cycles.py``), both runs also load our TCG plugin,
+which counts the Cortex-M4 timing events between the timer reads: each timed inference and
+each profiled op gets its ``events`` (the cycles they cost: ``effkeras.bench.estimate``). Outputs are
 compared with LiteRT's reference kernels: the reference build must match them exactly,
 the CMSIS-NN build within 1 LSB.
 """
@@ -33,6 +36,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import mlperf_cycles
 import numpy as np
 
 from effkeras.bench.qemu import INSTRUCTIONS_PER_US, QemuBoard, default_inputs, sketch_board
@@ -124,15 +128,24 @@ def _compare(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str
     return {"max_abs_diff": int(diff.max()), "within_1lsb": float(np.mean(diff <= 1))}
 
 
+def _board(elf: str, plugin: str | os.PathLike | None, events: Path | None) -> QemuBoard:
+    if plugin is None:
+        return QemuBoard(elf)
+    assert events is not None
+    return mlperf_cycles.CycleQemuBoard(elf, plugin, events)
+
+
 def run_whole(model: TFLiteModel, elf: str, runs: int, warmup: int, compare: int,
-              timeout: float = 120.0) -> dict[str, Any]:
-    """Median instructions per inference (sketch BENCH) and the outputs against LiteRT."""
+              timeout: float = 120.0, plugin: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Median instructions per inference (sketch BENCH) and the outputs against LiteRT; with
+    ``plugin``, the median timing events of the timed inferences (``events``)."""
     from effkeras.runtime.litert import LiteRTRunner
 
     # Every input size is compared: the serial client gives a RUN payload the time its size
     # needs (a 96x96x3 image is 55 KB of hex; see effkeras.bench.serial_board.BoardClient.send).
     x = default_inputs(model, compare)
-    with QemuBoard(elf) as qemu:
+    events = Path(elf).with_suffix(".events.txt")
+    with _board(elf, plugin, events) as qemu:
         out = run_serial(model, qemu.port, runs, warmup, timeout=timeout,
                          handshake_timeout=timeout, inputs=[s.tobytes() for s in x])
     samples = [float(s) * INSTRUCTIONS_PER_US for s in out["samples_us"]]
@@ -146,14 +159,21 @@ def run_whole(model: TFLiteModel, elf: str, runs: int, warmup: int, compare: int
         runner = LiteRTRunner(model, kernels="reference")
         reference = [runner.invoke_raw([s])[0] for s in x]
         row.update(_compare(outputs, reference), compared_inputs=len(x))
+    if plugin is not None:
+        _, intervals, _ = mlperf_cycles.read_events(events)
+        matched = mlperf_cycles.match_whole(intervals, samples)
+        row["events"] = mlperf_cycles.median_events(matched)
+        row["events_intervals"] = len(matched)
     return row
 
 
-def run_profile(model: TFLiteModel, elf: str, runs: int, timeout: float = 120.0
-                ) -> list[dict[str, Any]]:
-    """Per op: ``{index, op, instructions}`` (median over ``runs`` profiled inferences)."""
+def run_profile(model: TFLiteModel, elf: str, runs: int, timeout: float = 120.0,
+                plugin: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Per op: ``{index, op, instructions}`` (median over ``runs`` profiled inferences), and
+    with ``plugin`` the op's median timing events (``events``)."""
     n_ops = len(model.ops)
-    with QemuBoard(elf) as qemu, BoardClient(qemu.port, timeout=timeout) as client:
+    events_file = Path(elf).with_suffix(".events.txt")
+    with _board(elf, plugin, events_file) as qemu, BoardClient(qemu.port, timeout=timeout) as client:
         client.handshake(timeout)
         client.bench(1)  # warm-up
         client.log.clear()
@@ -168,6 +188,12 @@ def run_profile(model: TFLiteModel, elf: str, runs: int, timeout: float = 120.0
         i = int(k) % n_ops
         per_op.setdefault(i, []).append(int(ticks))
         names[i] = name
+    op_events: dict[int, list[dict[str, int]]] = {}
+    if plugin is not None:
+        _, intervals, _ = mlperf_cycles.read_events(events_file)
+        matched = mlperf_cycles.match_ops(intervals, [int(t) * INSTRUCTIONS_PER_TICK for _, _, t in events])
+        for (k, _, _), ev in zip(events, matched, strict=True):
+            op_events.setdefault(int(k) % n_ops, []).append(ev)
     expected = op_names(model)
     rows = []
     for i in range(n_ops):
@@ -175,17 +201,20 @@ def run_profile(model: TFLiteModel, elf: str, runs: int, timeout: float = 120.0
             raise RuntimeError(f"op {i}: the board ran {names[i]}, the model has {expected[i]}")
         rows.append({"index": i, "op": names[i],
                      "instructions": float(statistics.median(per_op[i])) * INSTRUCTIONS_PER_TICK})
+        if op_events:
+            rows[-1]["events"] = mlperf_cycles.median_events(op_events[i])
     return rows
 
 
 def measure(tflite: Any, kernels: str, work: str | os.PathLike, *, runs: int = 5, warmup: int = 1,
             profile_runs: int = 3, compare: int = 3, tflm_lib: str | None = None,
-            jobs: int | None = None) -> dict[str, Any]:
-    """Whole-inference and per-op instruction counts of one model with one kernel set."""
+            jobs: int | None = None, cycles_plugin: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Whole-inference and per-op instruction counts of one model with one kernel set (and
+    their timing events with ``cycles_plugin``)."""
     model = read_tflite(tflite)
     work = Path(work)
     plain = build(model, work, kernels, profile=False, tflm_lib=tflm_lib, jobs=jobs)
-    row = run_whole(model, plain.elf, runs, warmup, compare)
+    row = run_whole(model, plain.elf, runs, warmup, compare, plugin=cycles_plugin)
     row.update(kernels=kernels, text=plain.text, data=plain.data, bss=plain.bss,
                library_version=plain.library_version, tflm_sync=plain.tflm_sync,
                cmsis_symbols=cmsis_symbols(plain.elf),
@@ -193,6 +222,6 @@ def measure(tflite: Any, kernels: str, work: str | os.PathLike, *, runs: int = 5
                build_fallback=list(plain.fallback))
     if profile_runs:
         prof = build(model, work, kernels, profile=True, tflm_lib=tflm_lib, jobs=jobs)
-        row["ops"] = run_profile(model, prof.elf, profile_runs)
+        row["ops"] = run_profile(model, prof.elf, profile_runs, plugin=cycles_plugin)
         row["ops_sum"] = float(sum(r["instructions"] for r in row["ops"]))
     return row

@@ -1,5 +1,6 @@
 """The mlperf suite's quick run: the autoencoder built with CMSIS-NN and with reference kernels,
-run on the emulated Cortex-M4, profiled per op, and its results file rendered.
+run on the emulated Cortex-M4 with the cycle-event plugin, profiled per op, and its results
+file rendered.
 
 The full run (all four MLPerf Tiny models) is ``python -m benchmarks mlperf``; its results
 are benchmarks/results/mlperf.json, which tests/test_bench_estimate.py ties to estimate.py.
@@ -43,4 +44,15 @@ def test_mlperf_suite_quick():
     for r in (cmsis, ref):
         assert [o["op"] for o in r["ops"]] == ["FULLY_CONNECTED"] * 10
         assert r["ops_sum"] == pytest.approx(r["instructions"], rel=0.01)
+        # The plugin saw the same instructions, classified them all, and each op's events add up
+        # to the inference's; every instruction costs at least a cycle.
+        assert r["events"]["insns"] == pytest.approx(r["instructions"], abs=1500)
+        assert r["events"]["unknown"] == 0
+        assert sum(o["events"]["insns"] for o in r["ops"]) == pytest.approx(r["events"]["insns"], rel=0.01)
+    cycles = doc["raw"]["cycles"]
+    for k, r in (("cmsis_nn", cmsis), ("reference", ref)):
+        c = cycles[k]["ad_autoencoder"]
+        assert c["zero_wait"] <= c["central"] and c["low"] < c["central"] < c["high"]
+        assert 1.0 < c["central"] / r["instructions"] < 3.0
+    assert cycles["reference"]["ad_autoencoder"]["central"] > 1.5 * cycles["cmsis_nn"]["ad_autoencoder"]["central"]
     assert doc["headline"] and doc["summary"]["rows"]

@@ -8,9 +8,9 @@ The model
 ---------
 ::
 
-    instructions = sum over ops of  work(op) * INSTRUCTIONS_PER_UNIT[kernels][class(op)]
-    cycles       = instructions * CYCLES_PER_INSTRUCTION * core_scale(board.core)
+    cycles       = sum over ops of  work(op) * CYCLES_PER_UNIT[kernels][class(op)] * core_scale(core)
     latency      = cycles / board.clock_mhz                                  (microseconds)
+    instructions = sum over ops of  work(op) * INSTRUCTIONS_PER_UNIT[kernels][class(op)]   (reported)
 
 - Op classes and their unit of work: ``conv`` (CONV_2D with a kernel larger than 1x1,
   TRANSPOSE_CONV, CONV_3D), ``pointwise`` (1x1 CONV_2D), ``depthwise`` (DEPTHWISE_CONV_2D)
@@ -27,65 +27,108 @@ The model
 
 Where the constants come from
 -----------------------------
-**Instructions per unit** (:data:`INSTRUCTIONS_PER_UNIT`, one table per kernel set) are
-refitted (:func:`fit_instructions`: total instructions of a class over its total work, so
-the fit is exact on the sum of the four models) on instruction counts measured on an
-emulated Cortex-M4F: ``benchmarks/mlperf_tiny.py`` (suite ``mlperf``,
-``benchmarks/results/mlperf.json``) builds the four MLPerf Tiny v0.5 models (DS-CNN KWS,
-MobileNetV1-0.25 VWW, ResNet-8 IC, the FC autoencoder AD; int8, random weights) into the
-sketch ``effkeras sketch`` writes, compiles it with arm-none-eabi-g++ -Os against the
-Arduino_TensorFlowLite library 2.4.0-ALPHA (TFLM synced 2023-02-27) and runs it in
-``qemu-system-arm -M mps2-an386 -icount shift=0``, timing every op with a profiler passed
-to the MicroInterpreter (TIMER0, 40 instructions a tick). :data:`MLPERF_TINY_QEMU` keeps
-those counts per model and class; ``tests/test_bench_estimate.py`` refits the constants
-from them and checks the estimate of each model against its measured count.
+``benchmarks/mlperf_tiny.py`` (suite ``mlperf``, ``benchmarks/results/mlperf.json``) builds
+the four MLPerf Tiny v0.5 models (DS-CNN KWS, MobileNetV1-0.25 VWW, ResNet-8 IC, the FC
+autoencoder AD; int8, random weights) into the sketch ``effkeras sketch`` writes, compiles
+it with arm-none-eabi-g++ -Os against the Arduino_TensorFlowLite library 2.4.0-ALPHA (TFLM
+synced 2023-02-27) and runs it in ``qemu-system-arm -M mps2-an386 -icount shift=0``, whole
+and with a per-op profiler (TIMER0, 40 instructions a tick), with two kernel sets:
 
 - ``cmsis_nn``: the library as shipped (CMSIS-NN kernels for conv, depthwise, fully
-  connected, pooling, add, softmax).
-- ``reference``: TFLM's plain reference kernels for those ops (the library ships only the
-  CMSIS-NN variants; the benchmark links the reference int8 paths from the same TFLM sync,
+  connected, pooling, add, softmax);
+- ``reference``: TFLM's plain reference kernels for those ops (the benchmark links the
+  reference int8 paths from the same TFLM sync,
   ``benchmarks/mlperf_firmware/efk_reference_kernels.cpp``); their outputs equal LiteRT's
   reference kernels bit for bit.
 
-**Cycles per instruction** (:data:`CYCLES_PER_INSTRUCTION` = 1.35, stated range
-:data:`CPI_RANGE` 1.15-1.6) is an assumption, not a measurement: QEMU counts instructions,
-not cycles. It comes from the Cortex-M4 Technical Reference Manual's instruction timings
-(Arm DDI 0439, "Processor instruction timings": 1 cycle for data processing, multiplies and
-the DSP MACs such as SMLAD; 2 for a load, N+1 for N back-to-back loads and stores; 1+P for
-a taken branch, P = 1..3 pipeline refill) applied by hand to the hottest loop of these
-builds, the inner loop of CMSIS-NN's ``arm_nn_mat_mult_kernel_s8_s16`` as -Os compiles it
-(46 instructions for 16 MACs, 8 of them SMLAD, many stack spills: about 57 cycles, CPI
-1.24 from zero-wait-state memory), plus about 0.1 for the weights it streams from flash:
-the MLPerf board (STM32L4R5 at 120 MHz) runs its flash with 5 wait states (RM0432, as we
-read it), which the ART accelerator's prefetch and instruction cache hide for code in
-loops but its small data cache only partly for weight loads (two 4-byte weight loads per
-loop iteration). The range runs from every load pipelined and no flash stall (1.15) to a
-stall on every weight load and 4-cycle branches (1.6). The reference kernels' loops
-(byte loads, MLA, index arithmetic) were not timed separately; the same CPI is used.
-Every latency scales with the CPI: the range is -15%/+19% on every figure, on top of the
-fit's own error.
+**Instructions per unit** (:data:`INSTRUCTIONS_PER_UNIT`): the QEMU instruction counts
+(:data:`MLPERF_TINY_QEMU`) refitted per class (:func:`fit_instructions`: a class's
+instructions over its work summed over the four models, exact on their sum).
+
+**Cycles per unit** (:data:`CYCLES_PER_UNIT`): the same fit on modelled Cortex-M4 cycles
+(:data:`MLPERF_TINY_CYCLES`), measured in the same QEMU runs by a TCG plugin of ours,
+``benchmarks/mlperf_firmware/m4_cycles_plugin.c`` (built with the host gcc;
+``benchmarks/mlperf_cycles.py``). The plugin classifies every executed Thumb-2 instruction
+from its disassembly, counts timing events per op and per inference (between the reads of
+TIMER0 that the profiler and ``micros()`` make), and :func:`event_cycles` prices them with
+:data:`EVENT_CYCLES`. Nothing of it is fitted to a latency. The timings, from the Cortex-M4
+Technical Reference Manual (Arm DDI 0439, 3.3 "Instruction timings", table "Cortex-M4
+instruction cycle counts", and 7.2 for the FPU), as we read them:
+
+- data processing, MUL, the 64-bit multiplies and the DSP MACs (SMLAD, SMLABB, SMLAL...):
+  1 cycle; MLA and MLS: 2; SDIV/UDIV: 2 to 12 (operand-dependent; 7 central);
+- LDR (and its byte/halfword forms): 2, but 1 when it follows a single load it pipelines
+  with (N+1 cycles for N back-to-back loads; not when the earlier load's result is the
+  later one's address); STR with an immediate offset: 1 ("always one cycle": the store
+  overlaps the next instruction); STR with a register offset: 2 (1 after a load); LDRD/STRD:
+  3; LDM/STM/PUSH/POP: 1+N; a load or store whose address is the result of the data-processing
+  instruction just before it: +1 (no forwarding path). These load/store rules are the TRM's
+  "Load/store timings" list; the same list is in the Cortex-M3 TRM (DDI 0337), as TI's
+  SWCU185 reproduces it;
+- B, BL, BX, BLX, CBZ/CBNZ: 1, plus P when taken (pipeline refill, "1 to 3 depending on
+  the alignment and width of the target instruction": P = 2 central, 1-3 the range);
+  TBB/TBH 2+P; a POP or LDR into the pc counts its load plus P; IT: 0 or 1 (the core may
+  fold it; 1 central). Taken is told from not taken by whether the next executed block
+  starts at the fall-through address;
+- VFP: VADD/VSUB/VMUL/VCVT/VCMP/VMOV 1, VMLA/VFMA and kin 3, VDIV/VSQRT 14, VLDR/VSTR 2,
+  VLDM/VSTM/VPUSH/VPOP 1+N.
+
+Not modelled: bus contention between instruction fetch and data, unaligned 32-bit
+instructions, interrupts, the write buffer filling. Conditional instructions in IT blocks
+cost their cycle whether or not they execute (the M4 does that).
+
+**Flash** (:data:`CYCLE_MODEL`'s ``flash_wait_states``): the MLPerf board, the Nucleo-L4R5ZI
+(STM32L4R5, Cortex-M4F at 120 MHz), runs its flash with 5 wait states at 120 MHz (RM0432's
+flash latency table, Range 1 boost mode, as we read it; not confirmed by a stored page
+here). The ART accelerator has a prefetch buffer, an instruction cache and a data cache
+(the L4R5's FLASH_ACR has PRFTEN, ICEN and DCEN: stm32-metapac's register description of
+stm32l4r5zi); the flash is read 64 bits at a time (the STM32L4 family's flash is 64 bits
+wide); the cache sizes are the STM32L4 family's as we recall RM0351/RM0394 (instruction
+cache 32 lines of 4 x 64 bits, 1 KB; data cache 8 lines of 4 x 64 bits, 256 B): an
+assumption, as is their organisation in the plugin (4-way set-associative, LRU, 64-bit
+entries). The model: code and constants (the model's weights) are in flash (the mps2-an386
+build's FLASH region, 0x0-0x400000), the arena in SRAM (no wait states). A data load from
+flash that misses the data cache stalls 5 cycles; an instruction line that misses the
+instruction cache stalls 5 cycles unless it is the line right after the previous fetch,
+which the prefetch buffer fetched (0 stall central; up to 4 at the high end of the range).
+:data:`CYCLES_PER_UNIT_ZERO_WAIT` is the same without flash stalls (code and weights in
+zero-wait memory).
+
+**The range** (:data:`CYCLE_RANGE`, multipliers of the estimate per kernel set): the cycle
+model's low end (P = 1, division 2, IT folded) and high end (P = 3, division 12, 4 stall
+cycles a prefetched line), on top of the fit's own error (:data:`CYCLES_FIT_ERROR`).
 
 **Other cores** (:func:`core_scale`): cycles scaled by the ratio of CoreMark/MHz of a
 Cortex-M4 (3.42) to that of the core (Arm's published figures: Cortex-M0+ 2.46, Cortex-M4
-3.42, Cortex-M7 5.01). Only the Cortex-M4 counts are measured; the Xtensa LX7 of the
-ESP32-S3 has no such figure here and is treated like a Cortex-M4 (flagged uncalibrated).
+3.42, Cortex-M7 5.01). Only the Cortex-M4 is modelled; the Xtensa LX7 of the ESP32-S3 has
+no such figure here and is treated like a Cortex-M4 (flagged uncalibrated). Every Cortex-M4
+board gets the L4R5's flash model.
 
 **Float models**: float ops are estimated with the int8 reference-kernel constants (TFLM's
 float kernels are reference C on every core here); flagged in the notes.
 
 How good it is
 --------------
-Against its own measurements the estimate is within :data:`QEMU_FIT_ERROR` of each model's
-QEMU count (8.5% CMSIS-NN, 4% reference; a fit residual: the constants come from those
-four models). Against the published MLPerf Tiny v0.5 TFLM reference latencies
-(:data:`MLPERF_TINY_REFERENCE`: Nucleo-L4R5ZI, TFLM v2.3.1 + CMSIS-NN, 2021), an
-independent comparison, the CMSIS-NN estimate at 120 MHz is low: KWS -36%, VWW -47%, IC
--27%, AD -5% (:func:`mlperf_errors`). The goal of 25% is met on AD only. The published
-figures would need a CPI of 1.4 (AD) to 2.3 (VWW) on this build's instruction counts: the
-2021 build ran slower code (or stalled more) than this 2023 library does, so the estimate
-is a 2023-TFLM-on-a-Cortex-M4 figure, not a predictor of the 2021 reference. Our builds
-reach 0.18-0.23 MACs a cycle with CMSIS-NN (0.24-0.31 MACs an instruction) and 0.015-0.05
-with the reference kernels; published: TFLM v0.5 0.10-0.22, X-CUBE-AI v1.2 0.42-0.70.
+Against its own measurements the estimate is within :data:`CYCLES_FIT_ERROR` of each model's
+modelled cycles (9.5% CMSIS-NN, 3.5% reference) and :data:`QEMU_FIT_ERROR` of its QEMU
+instruction count (8.5%, 4%): fit residuals, the constants come from those four models. The
+cycle model gives these builds a CPI (:data:`CYCLES_PER_INSTRUCTION`) of 1.33 (KWS), 1.34
+(VWW), 1.45 (IC) and 1.63 (AD) with CMSIS-NN, 1.68-1.88 with the reference kernels; the
+STM32L4R5's flash stalls are 3-12% of the cycles with CMSIS-NN (weights streamed from flash
+through the small data cache), 0.7-2.7% with the reference kernels. The range of the cycle model is about -6%/+6%.
+
+Against the published MLPerf Tiny v0.5 TFLM reference latencies
+(:data:`MLPERF_TINY_REFERENCE`: Nucleo-L4R5ZI, TFLM v2.3.1 + CMSIS-NN, 2021), an independent
+comparison, the CMSIS-NN estimate at 120 MHz is KWS -37%, VWW -47%, IC -22%, AD +14%
+(:func:`mlperf_errors`; on zero-wait memory -39%, -49%, -26%, -0%). The goal of 25% on every
+model is met on IC and AD only. The published figures imply a CPI of 2.20 (KWS), 2.32 (VWW),
+1.95 (IC) and 1.43 (AD) on this build's instruction counts, well above what the TRM's timings
+give these instruction streams: the 2021 build ran other code (TFLM 2.3.1 and the CMSIS-NN
+of its day) or the board stalled more than the model says (which of the two, this emulation
+cannot tell), so the estimate is a 2023-TFLM-on-a-Cortex-M4 figure, not a predictor of the
+2021 reference. Our builds reach
+0.18-0.20 MACs a modelled cycle with CMSIS-NN and 0.011-0.041 with the reference kernels;
+published: TFLM v0.5 0.10-0.22, X-CUBE-AI v1.2 0.42-0.70.
 BENCHMARKS.md ("MLPerf Tiny on the emulated Cortex-M4") has every figure.
 """
 
@@ -167,43 +210,43 @@ MLPERF_TINY_WORK: dict[str, dict[str, int]] = {
 MLPERF_TINY_QEMU: dict[str, dict[str, dict[str, float]]] = {
     "cmsis_nn": {
         "kws_ds_cnn": {
-            "conv": 1_538_440, "pointwise": 5_248_960, "depthwise": 3_011_360,
-            "fully_connected": 3_200, "elementwise": 0, "pooling": 108_040, "softmax": 5_840,
+            "conv": 1_538_440, "pointwise": 5_248_840, "depthwise": 3_011_360,
+            "fully_connected": 3_200, "elementwise": 0, "pooling": 108_000, "softmax": 5_840,
             "other": 0, "total": 9_916_000,
         },
         "vww_mobilenet_v1_025": {
-            "conv": 4_013_840, "pointwise": 18_330_840, "depthwise": 8_661_400,
-            "fully_connected": 2_000, "elementwise": 0, "pooling": 33_920, "softmax": 1_240,
-            "other": 0, "total": 31_043_000,
+            "conv": 4_013_840, "pointwise": 18_330_840, "depthwise": 8_661_480,
+            "fully_connected": 2_000, "elementwise": 0, "pooling": 33_920, "softmax": 1_200,
+            "other": 0, "total": 31_044_000,
         },
         "ic_resnet8": {
-            "conv": 39_554_040, "pointwise": 1_384_760, "depthwise": 0, "fully_connected": 2_760,
-            "elementwise": 2_346_400, "pooling": 55_760, "softmax": 4_800, "other": 0,
-            "total": 43_349_000,
+            "conv": 39_554_040, "pointwise": 1_384_760, "depthwise": 0,
+            "fully_connected": 2_720, "elementwise": 2_346_400, "pooling": 55_760,
+            "softmax": 4_800, "other": 0, "total": 43_349_000,
         },
         "ad_autoencoder": {
-            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 844_560,
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 844_640,
             "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 845_000,
         },
     },
     "reference": {
         "kws_ds_cnn": {
             "conv": 20_944_440, "pointwise": 94_387_920, "depthwise": 19_228_560,
-            "fully_connected": 12_760, "elementwise": 0, "pooling": 206_600, "softmax": 14_360,
+            "fully_connected": 12_720, "elementwise": 0, "pooling": 206_600, "softmax": 14_320,
             "other": 0, "total": 134_795_000,
         },
         "vww_mobilenet_v1_025": {
-            "conv": 28_098_520, "pointwise": 289_178_960, "depthwise": 55_170_520,
+            "conv": 28_098_520, "pointwise": 289_178_960, "depthwise": 55_170_360,
             "fully_connected": 8_240, "elementwise": 0, "pooling": 76_320, "softmax": 2_800,
             "other": 0, "total": 372_536_000,
         },
         "ic_resnet8": {
-            "conv": 523_399_360, "pointwise": 13_178_360, "depthwise": 0,
-            "fully_connected": 10_680, "elementwise": 4_106_440, "pooling": 102_200,
-            "softmax": 12_040, "other": 0, "total": 540_809_000,
+            "conv": 523_399_400, "pointwise": 13_178_320, "depthwise": 0,
+            "fully_connected": 10_680, "elementwise": 4_106_400, "pooling": 102_200,
+            "softmax": 12_000, "other": 0, "total": 540_810_000,
         },
         "ad_autoencoder": {
-            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 3_797_920,
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 3_797_960,
             "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 3_798_000,
         },
     },
@@ -212,12 +255,13 @@ MLPERF_TINY_QEMU: dict[str, dict[str, dict[str, float]]] = {
 #: Instructions per unit of work (fitted by :func:`fit_instructions` on the counts above).
 INSTRUCTIONS_PER_UNIT: dict[str, dict[str, float]] = {
     "cmsis_nn": {
-        "conv": 3.4547, "pointwise": 2.9359, "depthwise": 10.7451, "fully_connected": 3.2036,
-        "elementwise": 81.8359, "pooling": 13.7306, "softmax": 495.0,
+        "conv": 3.4547, "pointwise": 2.9359, "depthwise": 10.7451, "fully_connected": 3.2038,
+        "elementwise": 81.8359, "pooling": 13.7278, "softmax": 493.3333,
     },
     "reference": {
-        "conv": 43.8434, "pointwise": 46.6578, "depthwise": 68.4863, "fully_connected": 14.3909,
-        "elementwise": 143.2213, "pooling": 26.7444, "softmax": 1216.6667,
+        "conv": 43.8434, "pointwise": 46.6578, "depthwise": 68.4861,
+        "fully_connected": 14.3909, "elementwise": 143.2199, "pooling": 26.7444,
+        "softmax": 1213.3333,
     },
 }
 
@@ -225,15 +269,143 @@ INSTRUCTIONS_PER_UNIT: dict[str, dict[str, float]] = {
 #: up); tests/test_bench_estimate.py checks it.
 QEMU_FIT_ERROR: dict[str, float] = {"cmsis_nn": 0.085, "reference": 0.04}
 
-#: Cycles per instruction on a Cortex-M4 (an assumption; see the module docstring).
-CYCLES_PER_INSTRUCTION = 1.35
-CPI_RANGE = (1.15, 1.6)
-
-#: Cycles per unit of work on a Cortex-M4 (instructions per unit x CPI).
-CYCLES_PER_MAC: dict[str, dict[str, float]] = {
-    k: {c: v * CYCLES_PER_INSTRUCTION for c, v in table.items()}
-    for k, table in INSTRUCTIONS_PER_UNIT.items()
+#: Cortex-M4 cycles of each timing event the QEMU plugin counts
+#: (benchmarks/mlperf_firmware/m4_cycles_plugin.c; the sources are in the module docstring).
+#: The parameters (``branch_refill`` P, ``div_cycles``, ``flash_wait_states``,
+#: ``prefetched_line_stall``) are :func:`event_cycles`'s arguments.
+EVENT_CYCLES: dict[str, float | str] = {
+    "dp": 1, "mla": 2, "div": "div_cycles", "ld": 2, "ls_pipe": 1, "st": 1, "st_reg": 2, "lsd": 3,
+    "lsm": 1, "lsm_regs": 1, "addr_dep": 1, "br": 1, "tb": 2, "taken": "branch_refill",
+    "not_taken": 0, "vfp1": 1, "vfp3": 3, "vfp14": 14, "vldst": 2, "vlsm": 1, "vlsm_regs": 1,
+    "it": "it_cycles", "unknown": 1, "flash_loads": 0, "flash_dmiss": "flash_wait_states", "flash_ifetch": 0,
+    "flash_imiss": "flash_wait_states", "flash_ipref": "prefetched_line_stall", "insns": 0,
 }
+#: The STM32L4R5 of MLPerf Tiny's Nucleo-L4R5ZI at 120 MHz: 5 flash wait states.
+FLASH_WAIT_STATES_L4R5 = 5
+#: The cycle model's central parameters, and the two ends of its stated range.
+CYCLE_MODEL: dict[str, float] = {"branch_refill": 2, "div_cycles": 7, "it_cycles": 1,
+                                 "flash_wait_states": FLASH_WAIT_STATES_L4R5, "prefetched_line_stall": 0}
+CYCLE_MODEL_LOW: dict[str, float] = {**CYCLE_MODEL, "branch_refill": 1, "div_cycles": 2, "it_cycles": 0}
+CYCLE_MODEL_HIGH: dict[str, float] = {**CYCLE_MODEL, "branch_refill": 3, "div_cycles": 12,
+                                      "prefetched_line_stall": FLASH_WAIT_STATES_L4R5 - 1}
+#: The central model on zero-wait-state memory (no flash stalls).
+CYCLE_MODEL_ZERO_WAIT: dict[str, float] = {**CYCLE_MODEL, "flash_wait_states": 0}
+
+
+def event_cycles(events: Mapping[str, float], **params: float) -> float:
+    """Cortex-M4 cycles of the plugin's event counts (:data:`EVENT_CYCLES`); ``params``
+    override :data:`CYCLE_MODEL`'s (``branch_refill=3``, ``flash_wait_states=0``...).
+
+    Raises:
+        ValueError: an event or parameter the model does not know.
+    """
+    unknown = set(params) - set(CYCLE_MODEL)
+    if unknown:
+        raise ValueError(f"unknown cycle-model parameter(s) {sorted(unknown)}; known: {sorted(CYCLE_MODEL)}")
+    p = {**CYCLE_MODEL, **params}
+    total = 0.0
+    for name, count in events.items():
+        if name not in EVENT_CYCLES:
+            raise ValueError(f"unknown timing event {name!r}; known: {sorted(EVENT_CYCLES)}")
+        cost = EVENT_CYCLES[name]
+        total += count * (p[cost] if isinstance(cost, str) else cost)
+    return total
+
+
+#: Modelled Cortex-M4 cycles per inference (the plugin's events x :data:`EVENT_CYCLES` at
+#: :data:`CYCLE_MODEL`), same layout as :data:`MLPERF_TINY_QEMU`: per class the cycles of
+#: that class's ops (profiled build), "total" the whole inference (timed build, median).
+MLPERF_TINY_CYCLES: dict[str, dict[str, dict[str, float]]] = {
+    "cmsis_nn": {
+        "kws_ds_cnn": {
+            "conv": 2_266_973, "pointwise": 6_493_954, "depthwise": 4_312_564,
+            "fully_connected": 5_448, "elementwise": 0, "pooling": 158_658, "softmax": 7_241,
+            "other": 0, "total": 13_226_312,
+        },
+        "vww_mobilenet_v1_025": {
+            "conv": 6_062_719, "pointwise": 23_665_817, "depthwise": 11_949_614,
+            "fully_connected": 3_607, "elementwise": 0, "pooling": 51_471, "softmax": 1_900,
+            "other": 0, "total": 41_736_691,
+        },
+        "ic_resnet8": {
+            "conv": 58_139_499, "pointwise": 1_919_640, "depthwise": 0,
+            "fully_connected": 4_693, "elementwise": 2_850_738, "pooling": 82_343,
+            "softmax": 6_053, "other": 0, "total": 63_003_880,
+        },
+        "ad_autoencoder": {
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 1_373_629,
+            "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 1_374_112,
+        },
+    },
+    "reference": {
+        "kws_ds_cnn": {
+            "conv": 36_668_933, "pointwise": 178_341_721, "depthwise": 34_319_616,
+            "fully_connected": 19_687, "elementwise": 0, "pooling": 404_733, "softmax": 25_970,
+            "other": 0, "total": 249_779_397,
+        },
+        "vww_mobilenet_v1_025": {
+            "conv": 51_020_451, "pointwise": 545_235_362, "depthwise": 96_992_518,
+            "fully_connected": 12_820, "elementwise": 0, "pooling": 145_149, "softmax": 5_226,
+            "other": 0, "total": 693_420_289,
+        },
+        "ic_resnet8": {
+            "conv": 986_565_575, "pointwise": 24_640_265, "depthwise": 0,
+            "fully_connected": 16_583, "elementwise": 7_372_345, "pooling": 202_926,
+            "softmax": 21_649, "other": 0, "total": 1_018_823_196,
+        },
+        "ad_autoencoder": {
+            "conv": 0, "pointwise": 0, "depthwise": 0, "fully_connected": 6_386_601,
+            "elementwise": 0, "pooling": 0, "softmax": 0, "other": 0, "total": 6_387_114,
+        },
+    },
+}
+
+#: Cycles per unit of work by class (fitted by :func:`fit_instructions` on the cycles above).
+CYCLES_PER_UNIT: dict[str, dict[str, float]] = {
+    "cmsis_nn": {
+        "conv": 5.0909, "pointwise": 3.7726, "depthwise": 14.9697, "fully_connected": 5.2135,
+        "elementwise": 99.4259, "pooling": 20.3106, "softmax": 633.0833,
+    },
+    "reference": {
+        "conv": 82.2773, "pointwise": 87.9915, "depthwise": 120.8762,
+        "fully_connected": 24.1841, "elementwise": 257.127, "pooling": 52.2783,
+        "softmax": 2201.875,
+    },
+}
+
+#: The same, on zero-wait-state memory (no flash model): for boards whose code and weights
+#: do not stall, and to show the flash model's share.
+CYCLES_PER_UNIT_ZERO_WAIT: dict[str, dict[str, float]] = {
+    "cmsis_nn": {
+        "conv": 4.7644, "pointwise": 3.705, "depthwise": 13.9652, "fully_connected": 4.5653,
+        "elementwise": 99.3979, "pooling": 20.2609, "softmax": 594.5417,
+    },
+    "reference": {
+        "conv": 81.6859, "pointwise": 87.3395, "depthwise": 117.7118,
+        "fully_connected": 23.5281, "elementwise": 257.0973, "pooling": 52.2346,
+        "softmax": 2158.75,
+    },
+}
+
+#: The cycle model's range as multipliers of its central cycles (the smallest low-end and
+#: the largest high-end ratio over the four models), per kernel set.
+CYCLE_RANGE: dict[str, tuple[float, float]] = {
+    "cmsis_nn": (0.9449, 1.0535),
+    "reference": (0.9362, 1.0626),
+}
+
+#: The largest |estimate / modelled cycles - 1| over the four models (rounded up).
+CYCLES_FIT_ERROR: dict[str, float] = {"cmsis_nn": 0.095, "reference": 0.035}
+
+#: Modelled cycles per QEMU instruction over the four models, per kernel set.
+CYCLES_PER_INSTRUCTION: dict[str, float] = {
+    k: sum(m["total"] for m in MLPERF_TINY_CYCLES[k].values())
+    / sum(m["total"] for m in MLPERF_TINY_QEMU[k].values())
+    for k in MLPERF_TINY_CYCLES
+}
+
+#: Cycles per unit of work on a Cortex-M4 (the table the estimate uses).
+CYCLES_PER_MAC: dict[str, dict[str, float]] = CYCLES_PER_UNIT
 
 #: CoreMark/MHz (Arm's published figures) and whether the scale is calibrated.
 COREMARK_PER_MHZ: dict[str, float] = {"Cortex-M0+": 2.46, "Cortex-M4": 3.42, "Cortex-M7": 5.01}
@@ -290,11 +462,13 @@ class Estimate:
     Attributes:
         latency_us: estimated microseconds per inference.
         cycles: estimated CPU cycles.
-        instructions: estimated Cortex-M4 instructions (before the CPI and core scaling).
+        instructions: estimated Cortex-M4 instructions (a second line: the cycles do not
+            come from it).
         macs: total MACs.
         board, core, clock_mhz, kernels: what was assumed.
-        cycles_per_mac: cycles per unit of work by class (instructions per unit x CPI).
-        cycles_per_instruction: the CPI assumed.
+        cycles_per_mac: modelled Cortex-M4 cycles per unit of work by class
+            (:data:`CYCLES_PER_UNIT`).
+        cycles_per_instruction: this estimate's cycles over its instructions (Cortex-M4).
         core_scale: multiplier for the core relative to a Cortex-M4.
         calibrated: False when the core's scale is not calibrated (not a Cortex-M4).
         layers: per op: ``{index, op, class, work, macs, instructions, cycles, us}``.
@@ -347,8 +521,10 @@ def estimate(model: Any, board: str | Board, kernels: str | None = None) -> Esti
         raise ValueError(f"kernels must be one of {list(INSTRUCTIONS_PER_UNIT)}. "
                          f"Received: {kernels!r}")
     scale, calibrated = core_scale(b.core)
-    notes = [f"instructions per op from QEMU counts of the MLPerf Tiny models; "
-             f"CPI {CYCLES_PER_INSTRUCTION} assumed (range {CPI_RANGE[0]}-{CPI_RANGE[1]})."]
+    lo, hi = CYCLE_RANGE[kernels]
+    notes = [f"cycles per op from the Cortex-M4 timing model on QEMU runs of the MLPerf Tiny models "
+             f"(flash as the STM32L4R5's at 120 MHz); model range x{lo:.2f}-x{hi:.2f}, plus the "
+             f"fit's {CYCLES_FIT_ERROR[kernels]:.0%}."]
     if not calibrated:
         notes.append(f"{b.core}: cycles scaled from the Cortex-M4 counts "
                      f"(x{scale:.2f}); not calibrated on this core.")
@@ -356,18 +532,19 @@ def estimate(model: Any, board: str | Board, kernels: str | None = None) -> Esti
     if float_ops:
         notes.append(f"{len(float_ops)} float op(s) estimated with the int8 reference constants.")
     layers = []
-    total_instr = 0.0
+    total_instr = total_cycles = 0.0
     for op in tm.ops:
         cls = op_class(tm, op)
         work = op_work(tm, op)
-        table = INSTRUCTIONS_PER_UNIT["reference" if op.index in float_ops else kernels]
-        instr = work * _per_unit(table, cls)
-        cycles = instr * CYCLES_PER_INSTRUCTION * scale
+        ks = "reference" if op.index in float_ops else kernels
+        instr = work * _per_unit(INSTRUCTIONS_PER_UNIT[ks], cls)
+        cycles = work * _per_unit(CYCLES_PER_UNIT[ks], cls) * scale
         total_instr += instr
+        total_cycles += cycles
         layers.append({"index": op.index, "op": op.name, "class": cls, "work": work,
                        "macs": work if cls in MAC_CLASSES else 0, "instructions": instr,
                        "cycles": cycles, "us": cycles / b.clock_mhz})
-    cycles = total_instr * CYCLES_PER_INSTRUCTION * scale
+    cycles = total_cycles
     return Estimate(
         latency_us=cycles / b.clock_mhz,
         cycles=cycles,
@@ -377,8 +554,8 @@ def estimate(model: Any, board: str | Board, kernels: str | None = None) -> Esti
         core=b.core,
         clock_mhz=float(b.clock_mhz),
         kernels=kernels,
-        cycles_per_mac=dict(CYCLES_PER_MAC[kernels]),
-        cycles_per_instruction=CYCLES_PER_INSTRUCTION,
+        cycles_per_mac=dict(CYCLES_PER_UNIT[kernels]),
+        cycles_per_instruction=cycles / (total_instr * scale) if total_instr else 0.0,
         core_scale=scale,
         calibrated=calibrated,
         layers=layers,
@@ -439,34 +616,41 @@ def calibrate(
 def mlperf_errors(
     work: Mapping[str, Mapping[str, int]] | None = None,
     kernels: str = "cmsis_nn",
-    cpi: float = CYCLES_PER_INSTRUCTION,
+    table: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """The estimate at 120 MHz against the published MLPerf Tiny latencies, one row per model.
 
-    Rows: ``{model, macs, instructions, estimated_ms, measured_ms, error, best_m4_ms,
-    macs_per_cycle}``; ``measured_ms`` is the v0.5 TFLM reference, ``error`` relative to it.
+    Rows: ``{model, macs, instructions, cycles, estimated_ms, low_ms, high_ms, measured_ms,
+    error, best_m4_ms, macs_per_cycle}``; ``measured_ms`` is the v0.5 TFLM reference, ``error``
+    relative to it; ``low_ms``/``high_ms`` the cycle model's range (:data:`CYCLE_RANGE`).
+    ``table``: cycles per unit to use instead of :data:`CYCLES_PER_UNIT` (e.g. the zero-wait one).
     """
     work = work or MLPERF_TINY_WORK
-    per = INSTRUCTIONS_PER_UNIT[kernels]
+    per_i = INSTRUCTIONS_PER_UNIT[kernels]
+    per_c = CYCLES_PER_UNIT[kernels] if table is None else table
+    lo, hi = CYCLE_RANGE[kernels]
     rows = []
     for name, ms in MLPERF_TINY_REFERENCE.items():
         if name not in work:
             continue
-        instr = sum(work[name].get(c, 0) * _per_unit(per, c) for c in CLASSES)
-        est = instr * cpi / MLPERF_TINY_CLOCK_MHZ / 1e3
+        instr = sum(work[name].get(c, 0) * _per_unit(per_i, c) for c in CLASSES)
+        cycles = sum(work[name].get(c, 0) * _per_unit(per_c, c) for c in CLASSES)
+        est = cycles / MLPERF_TINY_CLOCK_MHZ / 1e3
         macs = int(sum(work[name].get(c, 0) for c in MAC_CLASSES))
-        rows.append({"model": name, "macs": macs, "instructions": instr, "estimated_ms": est,
+        rows.append({"model": name, "macs": macs, "instructions": instr, "cycles": cycles,
+                     "estimated_ms": est, "low_ms": est * lo, "high_ms": est * hi,
                      "measured_ms": ms, "error": (est - ms) / ms,
-                     "best_m4_ms": MLPERF_TINY_BEST_M4[name],
-                     "macs_per_cycle": macs / (instr * cpi)})
+                     "best_m4_ms": MLPERF_TINY_BEST_M4[name], "macs_per_cycle": macs / cycles})
     return rows
 
 
 def format_errors(rows: Sequence[Mapping[str, Any]]) -> str:
     """:func:`mlperf_errors` rows as a small text table."""
-    lines = [f"{'model':22s} {'MACs':>11s} {'estimate ms':>12s} {'TFLM v0.5 ms':>13s} "
-             f"{'error':>7s} {'best M4 ms':>11s}"]
+    lines = [f"{'model':22s} {'MACs':>11s} {'estimate ms':>12s} {'range ms':>15s} "
+             f"{'TFLM v0.5 ms':>13s} {'error':>7s} {'MACs/cycle':>10s} {'best M4 ms':>11s}"]
     for r in rows:
-        lines.append(f"{r['model']:22s} {r['macs']:>11,d} {r['estimated_ms']:>12.2f} "
-                     f"{r['measured_ms']:>13.2f} {r['error']:>+7.1%} {r['best_m4_ms']:>11.2f}")
+        rng = f"{r['low_ms']:.1f}-{r['high_ms']:.1f}"
+        lines.append(f"{r['model']:22s} {r['macs']:>11,d} {r['estimated_ms']:>12.2f} {rng:>15s} "
+                     f"{r['measured_ms']:>13.2f} {r['error']:>+7.1%} {r['macs_per_cycle']:>10.3f} "
+                     f"{r['best_m4_ms']:>11.2f}")
     return "\n".join(lines)
