@@ -295,6 +295,11 @@ def _jittered_copy(model: Any, rng: np.random.Generator) -> Any:
 
     The converter drops an all-zero bias (a fresh Dense's), which a trained model has; so
     the untrained model, measured as it is, would come out smaller than the trained one.
+    With every weight distinct and non-zero the measure is an upper bound on the trained
+    file's size: a trained model can still come out a few bytes smaller where two of its
+    constants end up equal, which the converter stores once (PRADO's attention biases:
+    softmax over the tokens gives them no gradient, so they stay zero; 144 B there). The
+    arena and MACs are equal. Feasibility is decided again on the trained file.
     """
     copy = keras.models.clone_model(model)
     copy.set_weights([w + rng.uniform(0.01, 0.02, w.shape).astype(w.dtype) for w in model.get_weights()])
