@@ -2,7 +2,7 @@
 // executes, for benchmarks/mlperf_tiny.py's cycle model (effkeras/bench/estimate.py has the
 // cycles each event costs and where those come from).
 //
-// Build (benchmarks/m4_cycles.py does it, into build/; never committed as a binary):
+// Build (benchmarks/mlperf_cycles.py does it, into build/; never committed as a binary):
 //     gcc -O2 -shared -fPIC -o m4_cycles.so m4_cycles_plugin.c
 // Run:
 //     qemu-system-arm -M mps2-an386 -icount shift=0 -kernel fw.elf
@@ -132,7 +132,8 @@ static uint64_t flash_lo = 0x0, flash_hi = 0x400000;
 static int dump;  // dump=1: print each translated instruction and its class to out
 
 // ---- small 4-way set-associative LRU caches of 64-bit lines ---------------------------------
-// (the organisation is our assumption; the sizes and their source are in estimate.py)
+// The capacities are the STM32L4 ART accelerator's (1 KB instruction, 256 B data cache); the
+// organisation is our assumption (estimate.py's docstring has the sources).
 #define LINE_SHIFT 3
 #define WAYS 4
 typedef struct {

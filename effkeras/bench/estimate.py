@@ -78,19 +78,23 @@ instructions, interrupts, the write buffer filling. Conditional instructions in 
 cost their cycle whether or not they execute (the M4 does that).
 
 **Flash** (:data:`CYCLE_MODEL`'s ``flash_wait_states``): the MLPerf board, the Nucleo-L4R5ZI
-(STM32L4R5, Cortex-M4F at 120 MHz), runs its flash with 5 wait states at 120 MHz (RM0432's
-flash latency table, Range 1 boost mode, as we read it; not confirmed by a stored page
-here). The ART accelerator has a prefetch buffer, an instruction cache and a data cache
-(the L4R5's FLASH_ACR has PRFTEN, ICEN and DCEN: stm32-metapac's register description of
-stm32l4r5zi); the flash is read 64 bits at a time (the STM32L4 family's flash is 64 bits
-wide); the cache sizes are the STM32L4 family's as we recall RM0351/RM0394 (instruction
-cache 32 lines of 4 x 64 bits, 1 KB; data cache 8 lines of 4 x 64 bits, 256 B): an
-assumption, as is their organisation in the plugin (4-way set-associative, LRU, 64-bit
-entries). The model: code and constants (the model's weights) are in flash (the mps2-an386
-build's FLASH region, 0x0-0x400000), the arena in SRAM (no wait states). A data load from
-flash that misses the data cache stalls 5 cycles; an instruction line that misses the
-instruction cache stalls 5 cycles unless it is the line right after the previous fetch,
-which the prefetch buffer fetched (0 stall central; up to 4 at the high end of the range).
+(STM32L4R5, Cortex-M4F at 120 MHz), runs its flash with 5 wait states at 120 MHz, which needs
+the regulator's Range 1 boost mode (RM0432's flash latency table as we read it; confirmed by
+CircuitPython's STM32L4R5 clock defaults, ports/stm/peripherals/stm32l4/stm32l4r5xx/clocks.h:
+``PWR_REGULATOR_VOLTAGE_SCALE1_BOOST`` "up to 120MHz" with ``FLASH_LATENCY_5``; Zephyr's
+nucleo_l4r5zi defconfig notes that 120 MHz needs boost mode, DM00310109 = RM0432 5.1.7). The
+ART accelerator (ST's STM32L4xx HAL flash driver, stm32l4xx_hal_flash.c, "FLASH main
+features"): prefetch on I-Code, 32 cache lines of 4 x 64 bits on I-Code (1 KB), 8 cache
+lines of 4 x 64 bits on D-Code (256 B); flash data are 72-bit words (64 bits + ECC). The
+plugin keeps those capacities but in 64-bit entries (one flash read each), 4-way
+set-associative LRU: the organisation is our assumption, as is that the caches and prefetch
+are on (the L4R5's FLASH_ACR has PRFTEN, ICEN and DCEN: stm32-metapac's register
+description of stm32l4r5zi). The model: code and constants (the model's weights) are in
+flash (the mps2-an386 build's FLASH region, 0x0-0x400000), the arena in SRAM (no wait
+states). A data load from flash that misses the data cache stalls 5 cycles; an instruction
+line that misses the instruction cache stalls 5 cycles unless it is the line right after the
+previous fetch, which the prefetch buffer fetched (0 stall central; up to 4 at the high end
+of the range).
 :data:`CYCLES_PER_UNIT_ZERO_WAIT` is the same without flash stalls (code and weights in
 zero-wait memory).
 
