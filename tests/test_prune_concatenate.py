@@ -165,3 +165,26 @@ def test_pruned_densenet_strips_quantizes_and_converts_full_int8():
     ref = keras.ops.convert_to_numpy(qat(x, training=False))
     lite = LiteRTRunner(data, kernels="reference").predict(x)
     assert np.mean(np.abs(ref - lite) <= 1.0001 / 256) >= 0.99
+
+
+def test_ops_concatenate_is_followed_too():
+    """``keras.ops.concatenate(..., axis=-1)`` in a functional graph is a concatenation too."""
+    keras.utils.set_random_seed(0)
+    x = inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(6, 3, padding="same", name="a")(x)
+    b = L.Conv2D(4, 3, padding="same", name="b")(x)
+    y = L.ReLU()(L.BatchNormalization(name="bn")(keras.ops.concatenate([a, b], axis=-1)))
+    out = L.Dense(2, name="logits")(L.GlobalAveragePooling2D()(L.Conv2D(4, 1, name="c")(y)))
+    model = keras.Model(inp, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruned = prune.prune_low_magnitude(model, prune.ConstantSparsity(0.5, 0), structure="channel")
+    assert pruned.get_layer("channel_follower_bn").channel_group == [
+        ["a_channels", 6], ["b_channels", 4]]  # fmt: skip
+    prune.update_pruning_step(pruned, 0)
+    stripped = prune.strip_pruning(pruned)
+    assert stripped.get_layer("c").kernel.shape[-2] == 3 + 2
+    x, _ = _data(4, seed=3)
+    np.testing.assert_allclose(
+        stripped(x, training=False), pruned(x, training=False), rtol=1e-5, atol=1e-5
+    )

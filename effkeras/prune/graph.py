@@ -15,7 +15,8 @@ the squeeze-excite ``Multiply`` after it turns that back into 0). A space whose 
 cannot all be removed that way (it is a model input or output, it feeds a Flatten to
 something other than Dense...) is *blocked*, with the reason recorded.
 
-A ``Concatenate`` on the channel axis starts a *composite* space: its channels are its
+A ``Concatenate`` (layer or ``keras.ops.concatenate``) on the channel axis starts a
+*composite* space: its channels are its
 inputs' channels one after the other (its *segments*), so it has no sources of its own.
 Channel ``c`` of an input space sits at ``offset + c`` of the concatenation: removing it
 removes that channel from the composite space's members and exits too, and a channel of
@@ -264,6 +265,9 @@ def kind(layer: Any, node: GraphNode | None = None, shapes: dict[int, tuple] | N
     base = inner(layer)
     if isinstance(base, Boundary):
         return "pass"
+    if is_op(base) and type(base).__name__ == "Concatenate":  # keras.ops.concatenate
+        ok = node is not None and isinstance(getattr(base, "axis", None), int)
+        return "concat" if ok and _concat_on_channels(base, node, shapes) else "other"
     if is_op(base):
         return _op_kind(node, shapes) if node is not None else "other"
     if _is(base, *_MERGE):
