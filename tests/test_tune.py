@@ -88,6 +88,35 @@ def test_pareto_oracle_front_skips_infeasible_and_mutates_front(tmp_path):
     assert len(set(keys)) == len(keys)
 
 
+def test_pareto_oracle_mutation_fills_conditional_entries_it_activates():
+    """A parent with one stack has no sparsity_1/_2; a mutation to 2 or 3 stacks must give them
+    values (it raised KeyError: 'sparsity_2' in the CIFAR-10 search benchmark)."""
+    import random
+
+    def space():
+        hp = keras_tuner.HyperParameters()
+        hp.Boolean("qat")
+        hp.Int("stacks", 1, 3, default=3)
+        for i in range(3):
+            with hp.conditional_scope("stacks", list(range(i + 1, 4))):
+                hp.Choice(f"sparsity_{i}", [0.0, 0.25, 0.5], ordered=True, default=0.0)
+        return hp
+
+    oracle = ParetoOracle(objectives(), max_trials=5, seed=0, hyperparameters=space())
+    parent = space()
+    parent.values["stacks"] = 1
+    for name in ("sparsity_1", "sparsity_2"):
+        parent.values.pop(name, None)
+    grown = 0
+    for seed in range(300):
+        v = oracle._mutate(parent, random.Random(seed))
+        assert {f"sparsity_{i}" for i in range(v["stacks"])} <= set(v), v
+        assert all(v[f"sparsity_{i}"] in (0.0, 0.25, 0.5) for i in range(v["stacks"]))
+        assert not any(f"sparsity_{i}" in v for i in range(v["stacks"], 3)), v
+        grown += v["stacks"] > 1
+    assert grown > 0  # the case was exercised
+
+
 def test_pareto_oracle_bad_objectives_say_what_to_write():
     with pytest.raises(ValueError, match=r"two or more keras_tuner.Objective"):
         ParetoOracle([keras_tuner.Objective("val_int8_accuracy", "max")])

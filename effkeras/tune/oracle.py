@@ -209,6 +209,11 @@ class ParetoOracle(keras_tuner.Oracle):
             if movable:
                 hp = rng.choice(movable)
                 hps.values[hp.name] = _mutate_value(hp, hps.values[hp.name], rng)
+        # that move may activate conditional entries the parent had not (e.g. a third stack's
+        # sparsity when ``stacks`` goes from 2 to 3): they start from the parent's value or the default
+        for hp in self.hyperparameters.space:
+            if hps.is_active(hp) and hp.name not in hps.values:
+                hps.values[hp.name] = parent_hps.values.get(hp.name, hp.default)
         return {hp.name: hps.values[hp.name] for hp in self.hyperparameters.space
                 if hps.is_active(hp)}
 
