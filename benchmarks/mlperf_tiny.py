@@ -1,6 +1,6 @@
-"""MLPerf Tiny on the emulated Cortex-M4: instruction counts with CMSIS-NN and with plain
-reference kernels, the estimate refitted on them, and the estimate against the published
-latencies.
+"""MLPerf Tiny on the emulated Cortex-M4: instruction counts and modelled Cortex-M4 cycles with
+CMSIS-NN and with plain reference kernels, the estimate refitted on them, and the estimate
+against the published latencies.
 
 For each of the four MLPerf Tiny v0.5 models (``benchmarks/mlperf_models.py``: DS-CNN KWS,
 MobileNetV1-0.25 VWW, ResNet-8 IC, the FC autoencoder AD; int8, random weights, built from
@@ -9,16 +9,20 @@ CMSIS-NN kernels; TFLM's plain reference kernels), ``benchmarks/mlperf_qemu.py``
 
 1. writes the sketch (``effkeras.deploy.arduino_sketch``), builds it with arm-none-eabi-g++
    against the real library (``effkeras.deploy.build.build_sketch``) and runs it in
-   ``qemu-system-arm -M mps2-an386 -icount shift=0``: median instructions per inference
+   ``qemu-system-arm -M mps2-an386 -icount shift=0`` with our cycle-event plugin
+   (``benchmarks/mlperf_cycles.py``): median instructions and timing events per inference
    from the sketch's ``BENCH``; outputs compared with LiteRT's reference kernels;
-2. builds it again with a per-op profiler: instructions of every op (median).
+2. builds it again with a per-op profiler: instructions and timing events of every op
+   (median).
 
-Then the estimate's constants (``effkeras.bench.estimate.INSTRUCTIONS_PER_UNIT``) are
-refitted from the per-op counts and compared with the ones stored in estimate.py, and the
-estimate (at 120 MHz, CPI ``CYCLES_PER_INSTRUCTION``) is compared with MLPerf Tiny's
-published latencies on the Nucleo-L4R5ZI (Cortex-M4F, 120 MHz): the v0.5 TFLM reference
-and the best Cortex-M4 results (X-CUBE-AI, v1.2). ``--quick`` runs the autoencoder only,
-with fewer runs.
+The events are priced by ``effkeras.bench.estimate.event_cycles`` (the Cortex-M4 TRM's
+timings, the STM32L4R5's flash at 120 MHz; the low and high ends of the model and a
+zero-wait variant too). Then the estimate's constants (``INSTRUCTIONS_PER_UNIT``,
+``CYCLES_PER_UNIT``) are refitted from the per-op counts and compared with the ones stored in
+estimate.py, and the estimate at 120 MHz is compared with MLPerf Tiny's published latencies
+on the Nucleo-L4R5ZI (Cortex-M4F, 120 MHz): the v0.5 TFLM reference and the best Cortex-M4
+results (X-CUBE-AI, v1.2). ``--quick`` runs the autoencoder only, with fewer runs;
+``--from-runs WORK/runs.json`` renders the report of a run's saved measurements again.
 
 Usage: ``python -m benchmarks mlperf [--quick]`` (needs arm-none-eabi-g++, qemu-system-arm
 and the Arduino_TensorFlowLite library: ``$EFFKERAS_TFLM_LIB`` or ``--tflm-lib``).

@@ -54,7 +54,9 @@ typedef struct {
   };
 } efk_qemu_info_t;
 enum { EFK_CB_NO_REGS = 0 };
-enum { EFK_MEM_RW = 3 };  // QEMU_PLUGIN_MEM_RW; reads are picked out in the callback
+// QEMU_PLUGIN_MEM_RW. Registered for reads alone (1), QEMU 7.2 here called back on stores only;
+// with both, the callback keeps the reads (qemu_plugin_mem_is_store).
+enum { EFK_MEM_RW = 3 };
 enum { EFK_INLINE_ADD_U64 = 0 };
 typedef void (*efk_tb_trans_cb)(qemu_plugin_id_t, struct qemu_plugin_tb*);
 typedef void (*efk_udata_cb)(unsigned int vcpu, void* userdata);

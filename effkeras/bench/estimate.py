@@ -116,8 +116,9 @@ How good it is
 Against its own measurements the estimate is within :data:`CYCLES_FIT_ERROR` of each model's
 modelled cycles (9.5% CMSIS-NN, 3.5% reference) and :data:`QEMU_FIT_ERROR` of its QEMU
 instruction count (8.5%, 4%): fit residuals, the constants come from those four models. The
-cycle model gives these builds a CPI (:data:`CYCLES_PER_INSTRUCTION`) of 1.33 (KWS), 1.34
-(VWW), 1.45 (IC) and 1.63 (AD) with CMSIS-NN, 1.68-1.88 with the reference kernels; the
+cycle model gives these builds a CPI of 1.33 (KWS), 1.34 (VWW), 1.45 (IC) and 1.63 (AD) with
+CMSIS-NN, 1.68-1.88 with the reference kernels (pooled over the four models, 1.40 and 1.87:
+:data:`CYCLES_PER_INSTRUCTION`); the
 STM32L4R5's flash stalls are 3-12% of the cycles with CMSIS-NN (weights streamed from flash
 through the small data cache), 0.7-2.7% with the reference kernels. The range of the cycle model is about -6%/+6%.
 
