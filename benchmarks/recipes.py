@@ -266,6 +266,30 @@ RECIPES: dict[str, Recipe] = {
             args=("--data", "{data}", "--results", "{results}"),
             quick_args=("--quick", "--data", "{data}", "--results", "{results}"),
         ),
+        Recipe(
+            name="tune_search",
+            title="Search: effkeras.tune random vs Bayesian vs Hyperband vs Pareto on CIFAR-10 under 49,248 B",
+            script="tune_search.py",
+            models=("effkeras.tune.ResNet8 (width 0.25/0.5/1.0, 1-3 stacks, kernel 3/5, channel pruning 0/25/50% "
+                    "per stack, QAT or PTQ), searched",
+                    "the hand-found architecture of the mcu suite (ResNet-8 16/32/64, last stack channel-pruned 45%, "
+                    "int8 per tensor), trained once under the same per-trial budget"),
+            steps=("effkeras.tune.tune with search pareto, random, bayesian and hyperband, one after another: the "
+                   "same data, trial budget, per-trial epochs, seed and size limit (a custom board with exactly "
+                   "49,248 B of flash and no program estimate, 256 KiB RAM)",
+                   "each trial: untrained int8 precheck (a model over the limit is not trained), training with "
+                   "pruning, QAT where the trial says, int8 conversion, LiteRT accuracy on the validation images",
+                   "the best feasible model of each search and the hand-found architecture's once on the test images"),
+            measures="best feasible model per search (hyperparameters, int8 size, val and test int8 accuracy in LiteRT), "
+                     "feasible / infeasible / failed trials, wall time; against the hand-found architecture at the same "
+                     "budget and the published 48,528 B / 82.02% (the goal)",
+            seeds="seed 0 (oracles and trial weights: seed + trial number); one run a search",
+            results="benchmarks/results/tune_search.json",
+            data=("cifar10_jpg",),
+            args=("--data", "{data}", "--train", "20000", "--epochs", "4", "--qat-epochs", "1", "--max-trials", "10",
+                  "--results", "{results}"),
+            quick_args=("--quick", "--results", "{results}"),
+        ),
     )
 }
 
