@@ -93,6 +93,30 @@ def test_cifar10_from_jpeg_tarballs(tmp_path):
     assert int(ds.y_test[np.argmax(red)]) == 9
 
 
+def test_cifar10_tarball_in_any_member_order(tmp_path):
+    """Members stored out of order (the archive is read in its own order, for speed) come
+    back in the sorted, class-interleaved order, the same as from sorted members."""
+    order = [(c, k) for c in range(10) for k in range(3)]
+    rng = np.random.default_rng(0)
+    for name, members in (("sorted", order), ("shuffled", [order[i] for i in rng.permutation(30)])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for split in ("train", "test"):
+            with tarfile.open(folder / f"cifar10_{split}_jpg.tar.gz", "w:gz") as tar:
+                for c, k in members:
+                    data = _jpeg((c * 25, k * 80, 10))
+                    info = tarfile.TarInfo(f"CIFAR-10-images/{split}/{CIFAR10_CLASSES[c]}/{k:04d}.jpg")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    a = load_dataset("cifar10", tmp_path / "sorted", limit_train=25)
+    b = load_dataset("cifar10", tmp_path / "shuffled", limit_train=25)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert a.y_train.tolist() == [*range(10), *range(10), *range(5)]
+    green = b.x_train[..., 1].mean(axis=(1, 2))  # k = 0, 1, 2 in turn
+    assert green[0] < green[10] < green[20]
+
+
 def test_cifar10_from_pickles(tmp_path, rng):
     d = tmp_path / "cifar-10-batches-py"
     d.mkdir()
