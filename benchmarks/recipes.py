@@ -193,10 +193,14 @@ RECIPES: dict[str, Recipe] = {
                     "int8, random weights",),
             steps=("effkeras sketch for the emulated board, built with arm-none-eabi-g++ against Arduino_TensorFlowLite "
                    "with its CMSIS-NN kernels and with TFLM's reference kernels (benchmarks/mlperf_firmware)",
-                   "each build run in qemu-system-arm mps2-an386 -icount shift=0, then a per-op profiled build",
-                   "refit of effkeras.bench.estimate's instructions per op class; comparison with the published latencies"),
-            measures="instructions per inference and per op (median), MACs per instruction and per cycle, the estimate "
-                     "at 120 MHz against MLPerf Tiny's TFLM v0.5 reference and X-CUBE-AI v1.2 latencies",
+                   "each build run in qemu-system-arm mps2-an386 -icount shift=0 with our TCG plugin "
+                   "(benchmarks/mlperf_firmware/m4_cycles_plugin.c) counting Cortex-M4 timing events, then a per-op "
+                   "profiled build",
+                   "the events priced with the Cortex-M4 TRM timings and the STM32L4R5's flash at 120 MHz "
+                   "(effkeras.bench.estimate.event_cycles); refit of the estimate's cycles and instructions per op "
+                   "class; comparison with the published latencies"),
+            measures="instructions and modelled cycles per inference and per op (median), CPI, MACs per cycle, the "
+                     "estimate at 120 MHz against MLPerf Tiny's TFLM v0.5 reference and X-CUBE-AI v1.2 latencies",
             seeds="weights seed 0; medians of 5 timed and 3 profiled runs, which repeat between runs within a timer tick "
                   "(1,000 instructions an inference, 40 an op)",
             results="benchmarks/results/mlperf.json",
