@@ -34,7 +34,6 @@ from effkeras.prune.graph import (
     Space,
     channel_spaces,
     effective_exits,
-    inlined_models,
     inner,
     is_op,
     layer_graph,
@@ -128,7 +127,7 @@ def _channel_plan(
         for node in space.members:
             if needs_follower(node.layer, node):
                 plan[id(node.layer)] = ("follower", runs)
-    inlined = {id(m) for m in inlined_models(model)}
+    inlined = {id(m) for m in graph.inlined}
     for layer in model.layers:  # nested models called more than once: on their own
         if _is_graph_model(layer) and isinstance(layer, keras.Model) and id(layer) not in inlined:
             _channel_plan(layer, plan, groups, notes)

@@ -54,6 +54,8 @@ class LayerGraph:
     inputs: list[int]
     outputs: list[int]
     shapes: dict[int, tuple]
+    #: the nested models whose nodes stand in ``nodes`` (``inline_models=True``), any depth
+    inlined: list[Any] = field(default_factory=list)
 
     def producers(self) -> dict[int, GraphNode]:
         return {t: n for n in self.nodes for t in n.outputs}
@@ -98,7 +100,7 @@ def layer_graph(model: keras.Model, inline_models: bool = False) -> LayerGraph |
     for depth in by_depth:
         for node in by_depth[depth]:
             calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
-    nodes, shapes = [], {}
+    nodes, shapes, inlined = [], {}, []
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
             for t in [*node.input_tensors, *node.output_tensors]:
@@ -124,30 +126,13 @@ def layer_graph(model: keras.Model, inline_models: bool = False) -> LayerGraph |
                     for i, (a, b) in enumerate(zip(sub.outputs, outs, strict=True))
                 )
                 shapes.update(sub.shapes)
+                inlined.extend([m, *sub.inlined])
                 continue
             nodes.append(GraphNode(node.operation, [id(t) for t in ins], [id(t) for t in outs], node))
     return LayerGraph(
-        nodes, [id(t) for t in functional.inputs], [id(t) for t in functional.outputs], shapes
+        nodes, [id(t) for t in functional.inputs], [id(t) for t in functional.outputs], shapes,
+        inlined,
     )
-
-
-def inlined_models(model: keras.Model) -> list[keras.Model]:
-    """The nested models that ``layer_graph(model, inline_models=True)`` inlines (at any
-    depth), so that callers do not visit them a second time on their own."""
-    graph = layer_graph(model)
-    if graph is None:
-        return []
-    calls: dict[int, int] = {}
-    for n in graph.nodes:
-        calls[id(n.layer)] = calls.get(id(n.layer), 0) + 1
-    out = []
-    for n in graph.nodes:
-        if isinstance(n.layer, keras.Model) and calls[id(n.layer)] == 1:
-            sub = layer_graph(n.layer)
-            if sub is not None and len(sub.inputs) == len(n.inputs) and len(sub.outputs) == len(n.outputs):
-                out.append(n.layer)
-                out.extend(inlined_models(n.layer))
-    return out
 
 
 def inner(layer: Any) -> Any:

@@ -21,13 +21,12 @@ import numpy as np
 from keras import ops
 
 from effkeras.errors import PruningError
-from effkeras.prune.apply import copy_weights
+from effkeras.prune.apply import _is_graph_model, copy_weights
 from effkeras.prune.graph import (
     Boundary,
     GraphNode,
     channel_spaces,
     effective_exits,
-    inlined_models,
     inner,
     is_op,
     layer_graph,
@@ -91,7 +90,7 @@ def _plan(model: keras.Model, plan: dict[int, dict[str, np.ndarray]]) -> None:
         ])
         if dead.any() and dead.size == space.channels:
             _remove(space, np.flatnonzero(~dead), graph, plan, sources=False)
-    inlined = {id(m) for m in inlined_models(model)}
+    inlined = {id(m) for m in graph.inlined}
     for layer in model.layers:  # nested models called more than once: on their own
         if isinstance(layer, keras.Model) and id(layer) not in inlined:
             _plan(layer, plan)
@@ -231,7 +230,7 @@ def strip_pruning(model: Any, *, remove_channels: bool = True) -> Any:
     def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
         if is_op(layer):
             return layer  # a keras.ops call: stateless, follows its input's channels
-        if isinstance(layer, keras.Model) and layer_graph(layer) is not None:
+        if _is_graph_model(layer):
             return _clone_nested(layer, plan.get(id(layer), {}) if remove_channels else {},
                                  clone_function)
         config = inner(layer).get_config()

@@ -140,7 +140,6 @@ def advance(
         _assign(layer, masks, thresholds)
         updated.append(layer.name)
     keeps: dict[str, np.ndarray] = {}
-    updated_groups: set[str] = set()
     for group, members in groups.items():
         due = [s for _, s in members if s is not None]
         if not due:
@@ -154,17 +153,19 @@ def advance(
             shape = layer.masks[-1].shape
             _assign(layer, [np.broadcast_to(keep, shape).astype("float32")], [threshold])
             updated.append(layer.name)
-        updated_groups.add(group)
         keeps[group] = np.asarray(keep, "float32")
-    if keeps:
-        # current keep vectors of the groups not updated now, for followers of several
-        for layer in prunes:
-            g = layer.channel_group if isinstance(layer.structure, Channel) else None
-            if g and g not in keeps and layer.built:
-                current = layer.channel_keep()
-                if current is not None:
-                    keeps[g] = current.astype("float32")
-        for follower in followers:
-            if follower.built and any(g in updated_groups for g in follower.groups):
-                follower.channel_mask.assign(follower.mask_from(keeps))
+    due_followers = [
+        f for f in followers if f.built and any(g in keeps for g in f.groups)
+    ]
+    # followers of several groups (after a Concatenate) also need the current keep vectors
+    # of the groups not updated now
+    missing = {g for f in due_followers for g in f.groups} - set(keeps)
+    for layer in prunes:
+        if missing and layer.channel_group in missing and layer.built:
+            current = layer.channel_keep()
+            if current is not None:
+                keeps[layer.channel_group] = current.astype("float32")
+                missing.discard(layer.channel_group)
+    for follower in due_followers:
+        follower.channel_mask.assign(follower.mask_from(keeps))
     return updated
